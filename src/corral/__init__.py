@@ -1,0 +1,3 @@
+"""corral: a prefork WSGI server that keeps the master's memory shared with its workers."""
+
+__version__ = "0.1.0"
