@@ -1,0 +1,41 @@
+# corral: `make demo` runs the server on the demo app with its dashboard; `make test` runs the suite.
+SHELL := /bin/bash
+PY_NEWEST := $(shell scripts/find-python)
+PY_BASE ?= python3
+PIP_FLAGS ?= -q --disable-pip-version-check
+PORT ?= 8000
+STATS ?= 127.0.0.1:9100
+
+.PHONY: demo test test-fast lint docs clean
+
+.venv/ok: pyproject.toml
+	$(PY_BASE) -m venv .venv
+	.venv/bin/pip install $(PIP_FLAGS) -e '.[test]'
+	touch $@
+
+.venv-newest/ok: pyproject.toml
+	$(PY_NEWEST) -m venv .venv-newest
+	.venv-newest/bin/pip install $(PIP_FLAGS) -e '.[test]'
+	touch $@
+
+demo: .venv-newest/ok
+	.venv-newest/bin/corral serve -b 127.0.0.1:$(PORT) -w 2 --stats $(STATS)
+
+lint: .venv/ok
+	.venv/bin/ruff check src tests benchmarks
+	.venv/bin/mypy
+
+test: .venv/ok .venv-newest/ok
+	scripts/install-system-deps
+	$(MAKE) lint
+	.venv/bin/python -m pytest -q
+	.venv-newest/bin/python -m pytest -q
+
+test-fast: .venv/ok
+	.venv/bin/python -m pytest -q -m "not slow"
+
+docs: .venv/ok
+	.venv/bin/corral settings --markdown > docs/settings.md
+
+clean:
+	rm -rf .venv .venv-newest .pytest_cache .mypy_cache .ruff_cache artifacts

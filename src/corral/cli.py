@@ -1,0 +1,120 @@
+"""The ``corral`` command: the only place that parses argv and exits.
+
+Subcommands: ``serve`` (the server; its flags come from the settings table), ``bench`` (load
+generator), ``top`` (terminal view of a running server), ``settings`` (print the effective
+configuration as TOML, or the settings reference as Markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from corral import __version__, config
+from corral.master import exitcodes
+
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+
+
+def _serve_parser(prog: str = "corral serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve a WSGI app with a preloading master and forked workers.",
+    )
+    config.add_arguments(parser)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective settings as TOML and exit")
+    return parser
+
+
+def serve(argv: Sequence[str]) -> int:
+    args = _serve_parser().parse_args(list(argv))
+    try:
+        cfg = config.load(args)
+    except config.ConfigError as exc:
+        return _fail(str(exc))
+    if args.print_config:
+        sys.stdout.write(cfg.to_toml())
+        return exitcodes.OK
+    _setup_logging(cfg.log_level)
+    from corral.master.arbiter import Arbiter
+
+    arbiter = Arbiter(cfg)
+    try:
+        arbiter.setup()
+    except (OSError, ValueError) as exc:
+        return _fail(f"cannot start: {exc}", exitcodes.ERROR)
+    return arbiter.run()
+
+
+def settings(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="corral settings",
+                                     description="Show settings.")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the settings reference (docs/settings.md)")
+    args, rest = parser.parse_known_args(list(argv))
+    if args.markdown:
+        sys.stdout.write(config.settings_markdown())
+        return exitcodes.OK
+    sargs = _serve_parser("corral settings").parse_args(rest)
+    try:
+        sys.stdout.write(config.load(sargs).to_toml())
+    except config.ConfigError as exc:
+        return _fail(str(exc))
+    return exitcodes.OK
+
+
+def _bench(argv: Sequence[str]) -> int:
+    from corral.bench.cli import main as bench_main
+
+    return bench_main(list(argv))
+
+
+def _top(argv: Sequence[str]) -> int:
+    from corral.stats.top import main as top_main
+
+    return top_main(list(argv))
+
+
+COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "serve": (serve, "run the server (default demo app when no APP is given)"),
+    "bench": (_bench, "load-test an HTTP server (closed or open model)"),
+    "top": (_top, "live terminal view of a running server's stats"),
+    "settings": (settings, "print the effective settings or the settings reference"),
+}
+
+
+def _usage() -> str:
+    lines = [f"corral {__version__}: a prefork WSGI server", "",
+             "usage: corral COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "Run 'corral COMMAND --help' for a command's options."]
+    return "\n".join(lines) + "\n"
+
+
+def _fail(message: str, code: int = exitcodes.USAGE) -> int:
+    sys.stderr.write(f"corral: error: {message}\n")
+    return code
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_usage())
+        return exitcodes.OK
+    if args[0] in ("-V", "--version"):
+        sys.stdout.write(f"corral {__version__}\n")
+        return exitcodes.OK
+    command = COMMANDS.get(args[0])
+    if command is None:
+        return _fail(f"unknown command {args[0]!r}; try 'corral --help'")
+    try:
+        return command[0](args[1:])
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,68 @@
+"""Pure supervision decisions: functions of what the master observed and a clock.
+
+Nothing here reads /proc, sends a signal or looks at the time; the arbiter feeds measurements in
+and applies what comes out, so every rule can be tested with synthetic inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+# Respawn backoff after crashes: 0.1 s doubling to 5 s (gunicorn respawns at once and can spin).
+BACKOFF_BASE_S = 0.1
+BACKOFF_MAX_S = 5.0
+# Consecutive boot failures of one generation before it is declared broken.
+MAX_BOOT_FAILURES = 3
+
+
+def respawn_delay(consecutive_crashes: int) -> float:
+    if consecutive_crashes <= 0:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (consecutive_crashes - 1))
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    code: int | None  # exit status, or None when killed by a signal
+    signum: int | None
+
+    def describe(self) -> str:
+        if self.signum is not None:
+            try:
+                name = signal.Signals(self.signum).name
+            except ValueError:
+                name = str(self.signum)
+            return f"killed by {name}"
+        return f"exited with code {self.code}"
+
+
+def decode_status(status: int) -> ExitInfo:
+    if os.WIFSIGNALED(status):
+        return ExitInfo(None, os.WTERMSIG(status))
+    return ExitInfo(os.waitstatus_to_exitcode(status), None)
+
+
+def exit_reason(info: ExitInfo, *, asked_to_stop: bool, timed_out: bool) -> str:
+    """Why a worker went away, in the vocabulary of the recycle/restart counters."""
+    if timed_out:
+        return "timeout"
+    if asked_to_stop:
+        return "stopped"
+    if info.signum == signal.SIGKILL:
+        return "oom?"  # nobody here sent SIGKILL: the kernel's OOM killer is the usual suspect
+    return "crash"
+
+
+def is_stuck(heartbeat: float, now: float, timeout_s: float) -> bool:
+    """A worker's loop writes its heartbeat at least once a second; an old one means the loop
+    (usually the app, which runs on it) is blocked."""
+    return heartbeat > 0 and now - heartbeat > timeout_s
+
+
+def pick_scale_down(candidates: list[tuple[int, float]]) -> int | None:
+    """(worker id, started_at) -> the newest worker: it has the least warm state to lose."""
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: c[1])[0]

@@ -1,0 +1,190 @@
+"""The zygote: the process that imports the app once and forks the workers of one generation.
+
+Theory of operation. The master never imports the application, so that a reload can start from
+fresh code in a fresh process and the master's own memory stays small. For each code generation
+the master forks a zygote, which:
+
+1. applies the GC/copy-on-write policy (GC off from the start, then warm-up, immortal heap and
+   ``gc.freeze()`` after the import), imports the app and says ``loaded`` (or ``failed``) on the
+   reply pipe;
+2. then sits blocked in ``os.read`` on its command pipe. It is single-threaded and idle: any page
+   it wrote after forking would stop being shared with every worker.
+3. On ``spawn WID SLOT`` it forks an intermediate process, which forks the worker and exits at
+   once; the worker is adopted by the master (a child subreaper), which reaps and signals it
+   directly. The intermediate reports ``spawned WID PID`` on the same reply pipe (writes under
+   PIPE_BUF bytes are atomic, so lines never interleave).
+
+The zygote dies with the master (PR_SET_PDEATHSIG) and exits when its command pipe closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from corral.config import Config
+from corral.master import exitcodes, sysdeps
+from corral.master.appload import AppLoadError, load_app
+
+log = logging.getLogger("corral.zygote")
+
+
+@dataclass
+class ZygoteContext:
+    """Everything a zygote inherits from the master at fork."""
+
+    cfg: Config
+    generation: int
+    master_pid: int
+    cmd_r: int  # commands from the master
+    reply_w: int  # replies to the master (shared by the zygote and its intermediates)
+    listeners: list[socket.socket]
+    scoreboard: Any  # corral.stats.scoreboard.Scoreboard
+    master_fds: list[int]  # fds of the master's own that children must not hold
+
+
+def _say(fd: int, line: str) -> None:
+    data = (line.replace("\n", " ")[:480] + "\n").encode("utf-8", "replace")
+    os.write(fd, data)
+
+
+def zygote_main(ctx: ZygoteContext) -> NoReturn:
+    """Entry point in the freshly forked zygote; never returns."""
+    from corral.memory import gcpolicy
+    from corral.memory.warmup import make_warmup
+
+    _reset_signals()
+    sysdeps.die_with_parent(ctx.master_pid, signal.SIGKILL, wait_s=0.0)
+    if os.getppid() != ctx.master_pid:
+        os._exit(exitcodes.ERROR)
+    for fd in ctx.master_fds:
+        _close_quietly(fd)
+    _set_title(f"corral zygote [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
+    preset = gcpolicy.GcPreset(ctx.cfg.gc)
+    try:
+        gcpolicy.begin_preload(preset)
+        app = load_app(ctx.cfg.app, ctx.cfg.chdir)
+        warmup = make_warmup(app, list(ctx.cfg.warmup)) if ctx.cfg.warmup else None
+        report = gcpolicy.finish_preload(
+            preset, warmup=warmup, collect_before_freeze=ctx.cfg.gc_collect_before_freeze
+        )
+    except AppLoadError as exc:
+        _report_failure(ctx, str(exc), exc.__cause__ or exc)
+    except BaseException as exc:
+        _report_failure(ctx, f"preloading failed: {exc!r}", exc)
+    _say(ctx.reply_w, "loaded " + _describe(report))
+    _serve_commands(ctx, app)
+
+
+def _describe(report: Any) -> str:
+    heap = (f"immortal heap of {report.objects_immortalized} objects in "
+            f"{report.immortalize_s:.2f}s" if report.immortal else
+            f"not immortal: {report.refused}" if report.refused else "")
+    parts = [f"gc={report.preset.value}", f"{report.frozen_objects} objects frozen", heap,
+             f"preload finished in {report.total_s:.2f}s"]
+    return ", ".join(p for p in parts if p)
+
+
+def _report_failure(ctx: ZygoteContext, message: str, exc: BaseException) -> NoReturn:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(f"corral: generation {ctx.generation}: {message}\n{tb}")
+    sys.stderr.flush()
+    _say(ctx.reply_w, f"failed {message}")
+    os._exit(exitcodes.APP_LOAD_ERROR)
+
+
+def _serve_commands(ctx: ZygoteContext, app: Callable[..., Any]) -> NoReturn:
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(ctx.cmd_r, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:  # the master closed our pipe: this generation is over
+            os._exit(exitcodes.OK)
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == b"spawn":
+                _spawn(ctx, app, int(parts[1]), int(parts[2]))
+
+
+def _spawn(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: int) -> None:
+    pid = os.fork()
+    if pid == 0:  # the intermediate: fork the worker, report it, vanish
+        try:
+            worker_pid = os.fork()
+            if worker_pid == 0:
+                _worker_main(ctx, app, wid, slot)
+            _say(ctx.reply_w, f"spawned {wid} {worker_pid}")
+        finally:
+            os._exit(0)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
+def _worker_main(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: int) -> NoReturn:
+    from corral.memory import gcpolicy
+
+    code = exitcodes.WORKER_BOOT_ERROR
+    try:
+        if not sysdeps.die_with_parent(ctx.master_pid, signal.SIGTERM):
+            os._exit(exitcodes.ERROR)
+        _close_quietly(ctx.cmd_r)
+        _close_quietly(ctx.reply_w)
+        random.seed()
+        _set_title(f"corral worker {wid} [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
+        gcpolicy.in_worker(gcpolicy.GcPreset(ctx.cfg.gc))
+        code = _run_worker(ctx, app, slot)
+    except BaseException:
+        log.exception("worker %d failed", wid)
+    gcpolicy.fast_exit(code)
+
+
+def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
+    from corral.stats.scoreboard import install_gc_callbacks
+    from corral.worker import serve
+
+    from .worker_settings import worker_settings
+
+    writer = ctx.scoreboard.writer(slot)
+    install_gc_callbacks(writer)
+    return int(serve(app, ctx.listeners, worker_settings(ctx.cfg), writer))
+
+
+def _reset_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except Exception:  # a missing title is never worth failing over
+        pass

@@ -1,0 +1,44 @@
+"""WSGI apps used by the system tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+StartResponse = Callable[..., Any]
+_LEAK: list[bytes] = []
+
+
+def _reply(start_response: StartResponse, body: bytes, status: str = "200 OK") -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def hello(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    return _reply(start_response, b"Hello, world!\n")
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Routes: /pid, /slow?ms, /crash (worker exits), /hang, /leak?kib, /status/NNN."""
+    path = environ["PATH_INFO"]
+    if path == "/pid":
+        return _reply(start_response, str(os.getpid()).encode())
+    if path == "/slow":
+        ms = int(environ.get("QUERY_STRING") or 50)
+        time.sleep(ms / 1000)
+        return _reply(start_response, b"slept %d\n" % ms)
+    if path == "/crash":
+        os._exit(17)
+    if path == "/hang":
+        while True:
+            time.sleep(1)
+    if path == "/leak":
+        kib = int(environ.get("QUERY_STRING") or 32)
+        _LEAK.append(os.urandom(kib * 1024))
+        return _reply(start_response, b"leaked\n")
+    if path.startswith("/status/"):
+        code = int(path.rsplit("/", 1)[1])
+        return _reply(start_response, b"status\n", f"{code} X")
+    return _reply(start_response, b"Hello, world!\n")
