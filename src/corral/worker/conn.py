@@ -1,0 +1,99 @@
+"""One client connection as the worker loop sees it: a socket, its sans-IO HTTP state, and
+where it is in its life.
+
+Lifecycle (``state``), all driven by the loop in ``corral.worker.loop``::
+
+    IDLE --first byte--> HEAD --Request--> BODY --EndOfMessage--> (app runs)
+      ^                                       |                       |
+      |                                 large/chunked/100-continue:    v
+      |                                 app runs, wsgi.input streams   response sent at once
+      +---------- response complete, start_next_cycle() ------------- or WRITING (EPOLLOUT)
+    any reading state --ProtocolError/timeout--> LINGER (error sent, SHUT_WR, drain) --> closed
+    with threads > 1, "app runs" is the APP state: the socket is out of epoll, a thread owns it
+
+Each state has one deadline (``deadline``, a ``time.monotonic()`` value) that the loop's
+once-a-second sweep enforces: IDLE keep-alive timeout, HEAD whole-head timeout (a slowloris
+client cannot extend it by trickling bytes), BODY whole-body timeout, WRITING send progress,
+LINGER drain time.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from corral.http import Connection, ProtocolError, Request
+from corral.wsgi import InputStream, StartResponse
+
+IDLE = 0  # between requests, nothing buffered
+HEAD = 1  # part of a request head received
+BODY = 2  # head received, reading a small body in the loop
+WRITING = 3  # response in progress, waiting for the socket to drain (EPOLLOUT)
+LINGER = 4  # error answered; write side shut; discarding what the peer still sends
+APP = 5  # owned by an app thread (threads > 1); the loop does not touch it until handed back
+
+
+def _unset_write(data: bytes) -> None:
+    raise RuntimeError("connection has no write() yet")
+
+
+class Conn:
+    """Per-connection state; plain attributes, reused across requests on the connection."""
+
+    __slots__ = (
+        "abort",
+        "base",
+        "body_error",
+        "bytes_out",
+        "chunks",
+        "deadline",
+        "fd",
+        "file",
+        "input",
+        "iterator",
+        "linger_left",
+        "must_close",
+        "out",
+        "proto",
+        "remote",
+        "request",
+        "resp",
+        "result",
+        "sock",
+        "started",
+        "state",
+        "write",
+        "writing",
+    )
+
+    def __init__(
+        self, sock: socket.socket, proto: Connection, base: dict[str, Any], remote: str
+    ) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.proto = proto
+        self.base = base  # per-connection environ part (corral.wsgi.connection_environ)
+        self.remote = remote  # for the access log
+        self.state = IDLE
+        self.deadline = 0.0
+        self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
+        self.linger_left = 0
+        self.write: Callable[[bytes], None] = _unset_write
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the finished request; keep the connection."""
+        self.request: Request | None = None
+        self.chunks: list[bytes] = []
+        self.resp: StartResponse | None = None
+        self.input: InputStream | None = None
+        self.result: Any = None  # the app's iterable, until closed
+        self.iterator: Iterator[bytes] | None = None
+        self.file: tuple[int, int, int] | None = None  # sendfile (fd, offset, remaining)
+        self.out: bytes | memoryview = b""
+        self.bytes_out = 0
+        self.started = 0.0
+        self.must_close = False
+        self.abort = False  # an app thread gave up mid-response: close without a word
+        self.body_error: ProtocolError | None = None

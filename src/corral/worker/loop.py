@@ -1,0 +1,696 @@
+"""The worker process's I/O loop: accept, read, run the app, write, keep alive, drain, exit.
+
+Theory of operation. One thread, one ``select.epoll``, level-triggered:
+
+* Listening sockets are shared by every worker process and registered with
+  ``EPOLLEXCLUSIVE`` so the kernel wakes one waiting worker per connection, not all of them.
+  A wake-up accepts a bounded batch without blocking.
+* Client bytes are read in the loop and fed to the sans-IO ``corral.http.Connection``. Request
+  heads and small bodies are collected there, so a slow or idle client costs a dict entry, never
+  the app's time; per-state deadlines (see ``corral.worker.conn``) bound each stage.
+* A complete request runs the app at once, in the loop's thread. Large, chunked and
+  ``Expect: 100-continue`` bodies are not buffered: the app is called and ``wsgi.input`` reads
+  the socket itself with a per-read deadline (sending ``100 Continue`` on the first read).
+* The response is sent immediately with non-blocking ``send``; a hello-world response is one
+  syscall. When the socket would block, the unsent bytes and the app's iterator stay in the
+  connection and the loop resumes on ``EPOLLOUT``, pulling the next chunk only after the
+  previous one left, so a slow reader holds memory for one chunk, not the whole body.
+  ``wsgi.file_wrapper`` over a real file goes out with ``os.sendfile``.
+* After a response, already-received pipelined requests are handled in order before the loop
+  polls again. While a response is pending the connection is not read (backpressure: the
+  kernel's buffers fill and TCP flow control slows the client).
+* A protocol error is answered once and the connection is closed "lingering": write side shut,
+  the peer's remaining bytes drained for a short time, so the peer reads the answer instead
+  of a reset.
+* Signal handlers only set flags; ``signal.set_wakeup_fd`` wakes ``epoll``. SIGTERM drains
+  (stop accepting, finish in-flight and already-received requests with ``Connection: close``,
+  close idle connections, give up after ``graceful_timeout_s``); SIGINT/SIGQUIT stop at once;
+  SIGUSR1 reopens log files.
+* The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
+  (an app call running in the loop's thread holds it: that is what the master's stuck-worker
+  detection is for).
+* ``threads > 1`` (``corral.worker.threaded``): the app call and its response move to a pool
+  thread; everything else stays here. With ``threads == 1`` no thread is ever started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from corral.http import (
+    CLOSED,
+    NEED_DATA,
+    Connection,
+    Data,
+    EndOfMessage,
+    LocalProtocolError,
+    ProtocolError,
+    Request,
+)
+from corral.stats.protocol import SlotWriter, WorkerState
+from corral.worker.accesslog import log_request
+from corral.worker.body import StreamSource, send_blocking
+from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, WRITING, Conn
+from corral.worker.respond import (
+    account_body,
+    body_length,
+    close_if_body_unsent,
+    describe,
+    head_if_needed,
+    internal_error,
+    prepare_sendfile,
+)
+from corral.worker.settings import WorkerSettings
+from corral.worker.threaded import AppThreads
+from corral.wsgi import (
+    ChunksSource,
+    FileWrapper,
+    InputStream,
+    StartResponse,
+    build_environ,
+    connection_environ,
+    empty_source,
+)
+from corral.wsgi.types import WSGIApp
+
+error_log = logging.getLogger("corral.error")
+
+RECV_SIZE = 65536
+TICK_S = 1.0  # heartbeat and deadline sweep period
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+
+
+def serve(
+    app: WSGIApp, listeners: list[socket.socket], settings: WorkerSettings, slot: SlotWriter
+) -> int:
+    """Serve ``app`` on ``listeners`` until told to stop; return the exit code (0 = normal)."""
+    return Worker(app, listeners, settings, slot).run()
+
+
+class Worker:
+    """The loop's state. Methods are small steps; ``run`` is the loop."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        listeners: list[socket.socket],
+        settings: WorkerSettings,
+        slot: SlotWriter,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.slot = slot
+        self.ep = select.epoll()
+        self.listeners = {lsock.fileno(): lsock for lsock in listeners}
+        self.server_addr = {fd: _server_address(lsock) for fd, lsock in self.listeners.items()}
+        self.conns: dict[int, Conn] = {}
+        self.accepting = False
+        self.draining = False
+        self.stop_now = False
+        self.term_requested = False
+        self.reopen_requested = False
+        self.drain_deadline = float("inf")
+        self.now = time.monotonic()
+        self.access = settings.access_log if settings.access_log != "off" else ""
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.app_threads: AppThreads | None = None  # started in run(), after the fork
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        with contextlib.suppress(RuntimeError, ValueError, AttributeError, OSError):
+            faulthandler.enable()  # SIGABRT from the master dumps every thread's stack
+        self.slot.set_state(WorkerState.BOOTING)
+        self._install_signals()
+        if self.settings.threads > 1:
+            self.app_threads = AppThreads(
+                self.app, self.settings.threads, self.settings.send_timeout_s, self.wake_w
+            )
+        for lsock in self.listeners.values():
+            lsock.setblocking(False)
+        self._start_accepting()
+        self.slot.set_state(WorkerState.READY)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _loop(self) -> None:
+        poll = self.ep.poll
+        conns = self.conns
+        next_tick = self.now
+        while True:
+            timeout = TICK_S if not self.draining else min(TICK_S, self.drain_deadline - self.now)
+            events = poll(max(timeout, 0.0))
+            self.now = now = time.monotonic()
+            for fd, ev in events:
+                conn = conns.get(fd)
+                if conn is not None:
+                    self._on_conn_event(conn, ev)
+                elif fd in self.listeners:
+                    self._accept(fd)
+                elif fd == self.wake_r.fileno():
+                    self._on_wake()
+            if now >= next_tick:
+                next_tick = now + TICK_S
+                self._tick(now)
+            if self.stop_now or (self.draining and (not conns or now >= self.drain_deadline)):
+                return
+
+    def _tick(self, now: float) -> None:
+        self.slot.heartbeat(now)
+        if not self.accepting and len(self.conns) < self.settings.max_connections:
+            self._start_accepting()  # after an accept error pause (no-op while draining)
+        expired = [conn for conn in self.conns.values() if conn.deadline <= now]
+        for conn in expired:
+            self._on_deadline(conn)
+
+    def _shutdown(self) -> None:
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        self._stop_accepting()
+        if self.app_threads is not None:
+            self.app_threads.shutdown()
+        self.ep.close()
+        signal.set_wakeup_fd(-1)
+        self.wake_r.close()
+        self.wake_w.close()
+        self.slot.set_connections(0)
+        self.slot.set_state(WorkerState.EXITED)
+
+    # ----------------------------------------------------------------- signals
+
+    def _install_signals(self) -> None:
+        for sock in (self.wake_r, self.wake_w):
+            sock.setblocking(False)
+        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
+        self.ep.register(self.wake_r.fileno(), _EPOLLIN)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGQUIT, self._on_signal)
+        signal.signal(signal.SIGUSR1, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Only flags here: the loop acts on them (logging in a handler can deadlock).
+        if signum == signal.SIGTERM:
+            self.term_requested = True
+        elif signum == signal.SIGUSR1:
+            self.reopen_requested = True
+        else:
+            self.stop_now = True
+
+    def _on_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self.wake_r.recv(512):
+                pass
+        if self.term_requested and not self.draining:
+            self._begin_drain()
+        if self.reopen_requested:
+            self.reopen_requested = False
+            reopen_log_files()
+        if self.app_threads is not None:
+            done = self.app_threads.done
+            while not done.empty():
+                self._after_thread(done.get())
+
+    def _begin_drain(self) -> None:
+        self.draining = True
+        self.drain_deadline = self.now + self.settings.graceful_timeout_s
+        self.slot.set_state(WorkerState.DRAINING)
+        self._stop_accepting()
+        for lsock in self.listeners.values():
+            lsock.close()  # our copy only; the master and other workers keep theirs
+        self.listeners.clear()
+        for conn in list(self.conns.values()):
+            if conn.state == APP:
+                continue  # a thread owns it; its request already knows about the drain
+            if conn.state == IDLE and conn.proto.buffered_bytes == 0:
+                self._close(conn)
+            elif conn.request is not None and not conn.proto.response_started:
+                conn.proto.close_after_cycle()
+
+    # ----------------------------------------------------------------- accepting
+
+    def _start_accepting(self) -> None:
+        if not self.accepting and self.listeners and not self.draining:
+            for fd in self.listeners:
+                self.ep.register(fd, _EPOLLIN | select.EPOLLEXCLUSIVE)
+            self.accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self.accepting:
+            for fd in self.listeners:
+                with contextlib.suppress(OSError):
+                    self.ep.unregister(fd)
+            self.accepting = False
+
+    def _accept(self, lfd: int) -> None:
+        lsock = self.listeners[lfd]
+        limit = self.settings.max_connections
+        before = len(self.conns)
+        for _ in range(self.settings.accept_batch):
+            if len(self.conns) >= limit:
+                self._stop_accepting()  # resumed in _close when a slot frees up
+                break
+            try:
+                sock, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                break
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS: the listener stays readable, so a level-triggered
+                # loop would spin; pause accepting until the next tick instead.
+                error_log.warning("accept failed, pausing accepts for a second: %s", exc)
+                self._stop_accepting()
+                break
+            self._add_conn(sock, addr, lfd)
+        if len(self.conns) != before:
+            self.slot.set_connections(len(self.conns))
+
+    def _add_conn(self, sock: socket.socket, addr: Any, lfd: int) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            remote_addr, remote_port = str(addr[0]), str(addr[1])
+        else:
+            remote_addr, remote_port = "unix", ""  # AF_UNIX peers are unnamed
+        name, port = self.server_addr[lfd]
+        base = connection_environ(
+            server_name=name,
+            server_port=port,
+            remote_addr=remote_addr,
+            remote_port=remote_port,
+            url_scheme=self.settings.url_scheme,
+            multithread=self.settings.threads > 1,
+            file_wrapper=FileWrapper,
+        )
+        conn = Conn(sock, Connection(self.settings.limits), base, remote_addr)
+        conn.write = partial(self._app_write, conn)  # write() for every request on it
+        conn.deadline = self.now + self.settings.header_timeout_s
+        self.conns[conn.fd] = conn
+        self.ep.register(conn.fd, _EPOLLIN)
+
+    # ----------------------------------------------------------------- reading
+
+    def _on_conn_event(self, conn: Conn, ev: int) -> None:
+        state = conn.state
+        if state == WRITING:
+            if self._pump(conn):
+                self._advance(conn)
+            return
+        if state == LINGER:
+            self._linger_read(conn)
+            return
+        if state == APP:  # a stale event from this poll batch; a thread owns the socket now
+            return
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        conn.proto.receive_data(data)
+        if state == IDLE and data:
+            conn.state = HEAD
+            conn.deadline = self.now + self.settings.header_timeout_s
+        self._advance(conn)
+
+    def _advance(self, conn: Conn) -> None:
+        """Turn buffered bytes into work until more bytes are needed or the socket is busy."""
+        proto = conn.proto
+        while True:
+            try:
+                event = proto.next_event()
+            except ProtocolError as exc:
+                self._protocol_error(conn, exc)
+                return
+            kind = type(event)
+            if kind is Data:
+                conn.chunks.append(event.data)  # type: ignore[union-attr]
+            elif kind is EndOfMessage:
+                if not self._run_app(conn, ChunksSource(conn.chunks) if conn.chunks else None):
+                    return
+            elif kind is Request:
+                if not self._on_request(conn, event):  # type: ignore[arg-type]
+                    return
+            elif event is NEED_DATA:
+                return
+            else:  # CLOSED, or PAUSED which start_next_cycle() rules out
+                if event is not CLOSED:
+                    error_log.error("unexpected HTTP event %r; closing", event)
+                self._close(conn)
+                return
+
+    def _on_request(self, conn: Conn, request: Request) -> bool:
+        """A head arrived: collect a small body here, or run the app with a streaming body."""
+        conn.request = request
+        conn.started = self.now
+        if self.term_requested:  # set even before the loop has seen the wake-up byte
+            conn.proto.close_after_cycle()
+        length = request.content_length
+        if (
+            request.chunked
+            or request.expect_continue
+            or (length is not None and length > self.settings.buffer_body_max)
+        ):
+            return self._run_app(conn, StreamSource(conn, self.settings))
+        conn.state = BODY
+        conn.deadline = self.now + self.settings.body_timeout_s
+        return True
+
+    # ----------------------------------------------------------------- the app
+
+    def _run_app(self, conn: Conn, source: Any) -> bool:
+        """Call the app and start its response; True when the connection is ready for more."""
+        request = conn.request
+        assert request is not None
+        resp = StartResponse(conn.write)
+        inp = InputStream(source or empty_source)
+        conn.resp, conn.input = resp, inp
+        environ = build_environ(request, conn.base, inp, self.settings.root_path)
+        self.slot.start_request(self.now, request.method, request.path)
+        if self.app_threads is not None:
+            self._hand_to_thread(conn, environ)
+            return False
+        try:
+            result = self.app(environ, resp)
+        except Exception:
+            error_log.exception("error in WSGI app (%s)", describe(request))
+            return self._app_failed(conn)
+        conn.result = result
+        if type(result) is list and resp.status is not None and not resp.headers_sent:
+            return self._respond_list(conn, result, resp)
+        return self._respond_iter(conn, result, resp)
+
+    def _hand_to_thread(self, conn: Conn, environ: dict[str, Any]) -> None:
+        """threads > 1: a thread owns the connection until it is back on the done queue."""
+        assert self.app_threads is not None
+        self.ep.unregister(conn.fd)
+        conn.state, conn.deadline = APP, float("inf")
+        self.app_threads.submit(conn, environ)
+
+    def _after_thread(self, conn: Conn) -> None:
+        """An app thread finished with ``conn``: bookkeeping, then its next request."""
+        if self.conns.get(conn.fd) is not conn:
+            return  # dropped while the thread ran (worker stopping)
+        self.ep.register(conn.fd, _EPOLLIN)
+        conn.state = BODY  # a reading state again; _finish decides IDLE or HEAD
+        if conn.abort:
+            self._close(conn)
+        elif self._finish(conn):
+            self._advance(conn)
+
+    def _respond_list(self, conn: Conn, result: list[bytes], resp: StartResponse) -> bool:
+        """Fast path: the whole body is known, so send head and body in one ``send``."""
+        proto = conn.proto
+        try:
+            headers = resp.headers
+            length = body_length(result)
+            if resp.content_length is None:
+                headers = [*headers, (b"Content-Length", str(length).encode())]
+            elif length > resp.content_length and conn.request.method != b"HEAD":  # type: ignore[union-attr]
+                # Caught before anything is sent, so the client gets a clean 500.
+                raise LocalProtocolError("body longer than the app's Content-Length")
+            close_if_body_unsent(conn)
+            parts = [proto.send_response(resp.status_code, headers, resp.reason)]
+            resp.headers_sent = True
+            parts.extend(map(proto.send_data, result))
+            parts.append(proto.send_eom())
+        except Exception:
+            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
+            return self._app_failed(conn)
+        conn.out = b"".join(parts)
+        return self._pump(conn)
+
+    def _respond_iter(self, conn: Conn, result: Iterable[bytes], resp: StartResponse) -> bool:
+        if isinstance(result, FileWrapper):
+            fd = result.fileno()
+            if fd is not None and prepare_sendfile(conn, fd, resp):
+                return self._pump(conn)
+        try:
+            conn.iterator = iter(result)
+        except Exception:
+            error_log.exception("WSGI app returned a non-iterable (%s)", describe(conn.request))
+            return self._app_failed(conn)
+        return self._pump(conn)
+
+    def _app_write(self, conn: Conn, data: bytes) -> None:
+        """PEP 3333 ``write()``: send the head if needed, then ``data``, before returning."""
+        resp = conn.resp
+        if resp is None or resp.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        out = head_if_needed(conn) + conn.proto.send_data(data)
+        conn.bytes_out += send_blocking(conn.sock, out, self.settings.send_timeout_s)
+
+    def _app_failed(self, conn: Conn) -> bool:
+        """The app raised: answer 500 if nothing was sent yet, else cut the connection."""
+        self._close_result(conn)
+        conn.iterator, conn.file = None, None
+        resp = conn.resp
+        if resp is not None and resp.headers_sent:
+            self._close(conn)
+            return False
+        proto = conn.proto
+        conn.must_close = True
+        try:
+            if conn.body_error is not None and not proto.response_started:
+                conn.out = proto.error_response(conn.body_error)
+                if resp is not None:
+                    resp.status_code = conn.body_error.status  # for the stats and the log
+            else:
+                conn.out = internal_error(proto)
+                if resp is not None:
+                    resp.status_code = 500
+        except Exception:
+            error_log.exception("could not send the error response")
+            self._close(conn)
+            return False
+        return self._pump(conn)
+
+    # ----------------------------------------------------------------- writing
+
+    def _pump(self, conn: Conn) -> bool:
+        """Send pending bytes and pull the app's next chunks until done or the socket blocks.
+
+        True when the response is complete and the connection can take the next request.
+        """
+        sock = conn.sock
+        while True:
+            out = conn.out
+            if out:
+                try:
+                    sent = sock.send(out)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    self._close(conn)  # the client went away mid-response
+                    return False
+                conn.bytes_out += sent
+                if sent < len(out):
+                    conn.out = memoryview(out)[sent:]
+                    self._wait_writable(conn)
+                    return False
+                conn.out = b""
+            if conn.file is not None:
+                if not self._send_file(conn):
+                    return False
+                continue
+            if conn.iterator is None:
+                return self._finish(conn)
+            if not self._next_chunk(conn):
+                return False
+
+    def _next_chunk(self, conn: Conn) -> bool:
+        """Put the app's next chunk (or the end of the message) into ``conn.out``."""
+        assert conn.iterator is not None
+        try:
+            chunk = next(conn.iterator)
+            if type(chunk) is not bytes:  # checked before the head can go out: a clean 500
+                raise TypeError(f"WSGI body items must be bytes, not {type(chunk).__name__}")
+            if chunk:
+                conn.out = head_if_needed(conn, len(chunk)) + conn.proto.send_data(chunk)
+            return True
+        except StopIteration:
+            conn.iterator = None
+        except Exception:
+            error_log.exception("error in WSGI app's response (%s)", describe(conn.request))
+            return self._app_failed(conn) and False
+        try:
+            conn.out = head_if_needed(conn) + conn.proto.send_eom()
+        except Exception:
+            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
+            return self._app_failed(conn) and False
+        return True
+
+    def _send_file(self, conn: Conn) -> bool:
+        """One ``os.sendfile`` step; False when waiting for the socket or closed."""
+        assert conn.file is not None
+        fd, offset, remaining = conn.file
+        try:
+            sent = os.sendfile(conn.fd, fd, offset, remaining)
+        except (BlockingIOError, InterruptedError):
+            self._wait_writable(conn)
+            return False
+        except OSError:
+            self._close(conn)
+            return False
+        if sent == 0:  # the file shrank under us: the promised length cannot be met
+            error_log.error("file ended early in sendfile (%s)", describe(conn.request))
+            self._close(conn)
+            return False
+        conn.bytes_out += sent
+        account_body(conn.proto, sent)
+        if sent < remaining:
+            conn.file = (fd, offset + sent, remaining - sent)
+            return True
+        conn.file = None
+        conn.out = conn.proto.send_eom()
+        return True
+
+    def _wait_writable(self, conn: Conn) -> None:
+        if conn.state != WRITING:
+            conn.state = WRITING
+        conn.deadline = self.now + self.settings.send_timeout_s
+        if not conn.writing:
+            conn.writing = True
+            self.ep.modify(conn.fd, _EPOLLOUT)
+
+    def _finish(self, conn: Conn) -> bool:
+        """The response is out: record it, then reuse or close the connection."""
+        self._close_result(conn)
+        end = self.now = time.monotonic()
+        request, resp = conn.request, conn.resp
+        status = resp.status_code if resp is not None else 0
+        bytes_in = conn.input.bytes_read if conn.input is not None else 0
+        self.slot.finish_request(end, status, end - conn.started, bytes_in, conn.bytes_out)
+        if self.access and request is not None:
+            log_request(self.access, conn.remote, request, status, conn.bytes_out)
+        if conn.writing:
+            conn.writing = False
+            self.ep.modify(conn.fd, _EPOLLIN)
+        proto = conn.proto
+        if conn.must_close or not proto.start_next_cycle():
+            if conn.body_error is not None:
+                self._linger(conn)  # the peer may still be sending the body it broke off
+            else:
+                self._close(conn)
+            return False
+        if self.draining and proto.buffered_bytes == 0:
+            self._close(conn)
+            return False
+        conn.reset()
+        if proto.buffered_bytes:
+            conn.state, conn.deadline = HEAD, end + self.settings.header_timeout_s
+        else:
+            conn.state, conn.deadline = IDLE, end + self.settings.keepalive_timeout_s
+        return True
+
+    def _close_result(self, conn: Conn) -> None:
+        """PEP 3333: call the result's close() exactly once, whatever happened."""
+        result, conn.result = conn.result, None
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception("error closing the WSGI app's result")
+
+    # ----------------------------------------------------------------- errors and closing
+
+    def _protocol_error(self, conn: Conn, exc: ProtocolError) -> None:
+        """Answer a broken request once, then close lingering."""
+        try:
+            data = conn.proto.error_response(exc)
+            conn.sock.send(data)  # tiny; if it does not fit, the peer is not reading anyway
+        except OSError:
+            self._close(conn)
+            return
+        except Exception:
+            error_log.exception("could not build the error response")
+        if self.access:
+            log_request(self.access, conn.remote, conn.request, exc.status, 0)
+        self._linger(conn)
+
+    def _linger(self, conn: Conn) -> None:
+        self._close_result(conn)
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        if conn.writing:
+            conn.writing = False
+            self.ep.modify(conn.fd, _EPOLLIN)
+        conn.state = LINGER
+        conn.deadline = self.now + self.settings.linger_timeout_s
+        conn.linger_left = self.settings.linger_max_bytes
+
+    def _linger_read(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.linger_left -= len(data)
+        if not data or conn.linger_left <= 0:
+            self._close(conn)
+
+    def _on_deadline(self, conn: Conn) -> None:
+        state = conn.state
+        if state in (HEAD, BODY):
+            self._protocol_error(conn, ProtocolError(408, "Request Timeout"))
+        else:  # IDLE keep-alive expiry, a stalled reader, or linger time over
+            self._close(conn)
+
+    def _close(self, conn: Conn) -> None:
+        if self.conns.pop(conn.fd, None) is None:
+            return
+        if conn.state == APP:  # stopping with a thread in the app: it still owns the socket
+            self.slot.set_connections(len(self.conns))
+            return
+        self._close_result(conn)
+        with contextlib.suppress(OSError):
+            self.ep.unregister(conn.fd)
+        conn.sock.close()
+        # Break conn -> write partial -> conn and conn -> StartResponse -> partial -> conn, so
+        # a closed connection is freed by refcount, not left to the cyclic GC.
+        conn.reset()
+        del conn.write
+        self.slot.set_connections(len(self.conns))
+        if not self.accepting and not self.draining:
+            self._start_accepting()
+
+
+def reopen_log_files() -> None:
+    """SIGUSR1: let every FileHandler reopen its file on the next record (log rotation)."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.FileHandler):
+                with handler.lock or contextlib.nullcontext():
+                    if handler.stream is not None:
+                        handler.stream.close()
+                        handler.stream = None
+
+
+def _server_address(lsock: socket.socket) -> tuple[str, str]:
+    """(SERVER_NAME, SERVER_PORT) of a listener, used when a request has no Host."""
+    if lsock.family in (socket.AF_INET, socket.AF_INET6):
+        addr = lsock.getsockname()
+        return str(addr[0]), str(addr[1])
+    return "localhost", "80"  # a unix socket has no port; keep URLs buildable

@@ -1,0 +1,1 @@
+"""Integration tests: the worker on real sockets in forked processes."""
