@@ -24,8 +24,9 @@ def _serve_parser(prog: str = "corral serve") -> argparse.ArgumentParser:
         description="Serve a WSGI app with a preloading master and forked workers.",
     )
     config.add_arguments(parser)
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the effective settings as TOML and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the effective settings as TOML and exit"
+    )
     return parser
 
 
@@ -50,10 +51,10 @@ def serve(argv: Sequence[str]) -> int:
 
 
 def settings(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="corral settings",
-                                     description="Show settings.")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print the settings reference (docs/settings.md)")
+    parser = argparse.ArgumentParser(prog="corral settings", description="Show settings.")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the settings reference (docs/settings.md)"
+    )
     args, rest = parser.parse_known_args(list(argv))
     if args.markdown:
         sys.stdout.write(config.settings_markdown())
@@ -87,8 +88,13 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
 
 
 def _usage() -> str:
-    lines = [f"corral {__version__}: a prefork WSGI server", "",
-             "usage: corral COMMAND [options]", "", "commands:"]
+    lines = [
+        f"corral {__version__}: a prefork WSGI server",
+        "",
+        "usage: corral COMMAND [options]",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "Run 'corral COMMAND --help' for a command's options."]
     return "\n".join(lines) + "\n"

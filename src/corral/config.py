@@ -86,82 +86,281 @@ class Setting:
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
     # --- server -----------------------------------------------------------------------------
-    S("app", str, "", "WSGI application as module:attr or module:factory(); empty = the "
-      "built-in demo app.", flags=("app",), metavar="APP"),
-    S("bind", list, ["127.0.0.1:8000"], "Address to listen on: HOST:PORT, [IPv6]:PORT or "
-      "unix:PATH. Repeat for several. Port 0 picks a free port (printed when ready).",
-      flags=("-b", "--bind"), validator=_bind_list, metavar="ADDR"),
-    S("workers", int, 0, "Number of worker processes; 0 means one per CPU.",
-      flags=("-w", "--workers"), validator=_non_negative, default_doc="0 (= CPU count)"),
+    S(
+        "app",
+        str,
+        "",
+        "WSGI application as module:attr or module:factory(); empty = the built-in demo app.",
+        flags=("app",),
+        metavar="APP",
+    ),
+    S(
+        "bind",
+        list,
+        ["127.0.0.1:8000"],
+        "Address to listen on: HOST:PORT, [IPv6]:PORT or "
+        "unix:PATH. Repeat for several. Port 0 picks a free port (printed when ready).",
+        flags=("-b", "--bind"),
+        validator=_bind_list,
+        metavar="ADDR",
+    ),
+    S(
+        "workers",
+        int,
+        0,
+        "Number of worker processes; 0 means one per CPU.",
+        flags=("-w", "--workers"),
+        validator=_non_negative,
+        default_doc="0 (= CPU count)",
+    ),
     S("chdir", str, "", "Change to this directory before loading the app.", metavar="DIR"),
-    S("config", str, "", "TOML file with settings (keys are the setting names).",
-      flags=("-c", "--config"), metavar="FILE"),
-    S("root_path", str, "", "SCRIPT_NAME prefix the app is mounted under (e.g. /api).",
-      validator=_root_path),
+    S(
+        "config",
+        str,
+        "",
+        "TOML file with settings (keys are the setting names).",
+        flags=("-c", "--config"),
+        metavar="FILE",
+    ),
+    S(
+        "root_path",
+        str,
+        "",
+        "SCRIPT_NAME prefix the app is mounted under (e.g. /api).",
+        validator=_root_path,
+    ),
     S("backlog", int, 2048, "listen() backlog (gunicorn's default).", validator=_positive),
+    S(
+        "threads",
+        int,
+        1,
+        "Threads per worker running the app (1 = the app runs in the I/O "
+        "loop's thread, one request at a time; more suits I/O-bound apps).",
+        validator=_positive,
+    ),
+    S(
+        "post_fork",
+        str,
+        "",
+        "Callable (module:function) run in each worker after fork, before "
+        "it serves, e.g. to open per-process connections; if it raises, the worker fails to "
+        "boot.",
+        metavar="CALLABLE",
+    ),
     S("pidfile", str, "", "Write the master's pid to this file.", metavar="FILE"),
-    S("ready_fd", int, -1, "Write 'ready <addresses>' to this inherited fd once every worker "
-      "serves (for supervisors and tests).", validator=None, section="server"),
+    S(
+        "ready_fd",
+        int,
+        -1,
+        "Write 'ready <addresses>' to this inherited fd once every worker "
+        "serves (for supervisors and tests).",
+        validator=None,
+        section="server",
+    ),
     # --- http -------------------------------------------------------------------------------
-    S("limit_request_line", int, 8190, "Longest request line in bytes (gunicorn/nginx 8190); "
-      "longer gets 414.", validator=_positive, section="http"),
-    S("limit_request_field_size", int, 8190, "Longest header field line in bytes; longer gets "
-      "431.", validator=_positive, section="http"),
-    S("limit_request_fields", int, 100, "Most header fields in a request (gunicorn 100); more "
-      "gets 431.", validator=_positive, section="http"),
-    S("limit_header_section", int, 65536, "Largest request head in bytes; larger gets 431.",
-      validator=_positive, section="http"),
-    S("max_body_size", int, 100 * 1024 * 1024, "Largest request body in bytes; a larger "
-      "Content-Length gets 413 before the body is read.", validator=_non_negative,
-      section="http"),
-    S("limit_chunk_extension", int, 4096, "Most bytes of chunk extensions per chunk.",
-      validator=_positive, section="http"),
-    S("header_timeout_s", float, 10.0, "Seconds a client may take to send a request head "
-      "(nginx client_header_timeout, shortened).", validator=_positive, section="http"),
-    S("keepalive_timeout_s", float, 5.0, "Seconds an idle keep-alive connection stays open "
-      "(gunicorn 2 s, nginx 75 s).", validator=_positive, section="http"),
-    S("body_timeout_s", float, 30.0, "Seconds a client may stall while sending a body.",
-      validator=_positive, section="http"),
-    S("access_log", str, "off", "Access log format: off, common or combined.",
-      validator=_one_of("off", "common", "combined"), section="http"),
+    S(
+        "limit_request_line",
+        int,
+        8190,
+        "Longest request line in bytes (gunicorn/nginx 8190); longer gets 414.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "limit_request_field_size",
+        int,
+        8190,
+        "Longest header field line in bytes; longer gets 431.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "limit_request_fields",
+        int,
+        100,
+        "Most header fields in a request (gunicorn 100); more gets 431.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "limit_header_section",
+        int,
+        65536,
+        "Largest request head in bytes; larger gets 431.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "max_body_size",
+        int,
+        100 * 1024 * 1024,
+        "Largest request body in bytes; a larger Content-Length gets 413 before the body is read.",
+        validator=_non_negative,
+        section="http",
+    ),
+    S(
+        "limit_chunk_extension",
+        int,
+        4096,
+        "Most bytes of chunk extensions per chunk.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "header_timeout_s",
+        float,
+        10.0,
+        "Seconds a client may take to send a request head "
+        "(nginx client_header_timeout, shortened).",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "keepalive_timeout_s",
+        float,
+        5.0,
+        "Seconds an idle keep-alive connection stays open (gunicorn 2 s, nginx 75 s).",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "body_timeout_s",
+        float,
+        30.0,
+        "Seconds a client may stall while sending a body.",
+        validator=_positive,
+        section="http",
+    ),
+    S(
+        "access_log",
+        str,
+        "off",
+        "Access log format: off, common or combined.",
+        validator=_one_of("off", "common", "combined"),
+        section="http",
+    ),
     # --- supervision --------------------------------------------------------------------------
-    S("timeout_s", float, 30.0, "A worker whose heartbeat or current request is older than this "
-      "gets its stack dumped (SIGABRT) and is replaced (gunicorn --timeout 30).",
-      validator=_positive, section="supervision"),
-    S("graceful_timeout_s", float, 30.0, "Seconds a stopping worker may take to finish "
-      "in-flight requests before it is killed (gunicorn 30).", validator=_positive,
-      section="supervision"),
-    S("boot_timeout_s", float, 60.0, "Seconds a new generation (import + workers ready) may "
-      "take before it counts as failed.", validator=_positive, section="supervision"),
-    S("max_requests", int, 0, "Replace a worker after this many requests (0 = never).",
-      validator=_non_negative, section="supervision"),
-    S("max_requests_jitter", int, 0, "Add up to this many requests at random to max_requests "
-      "per worker so workers do not restart together.", validator=_non_negative,
-      section="supervision"),
-    S("min_worker_lifetime_s", float, 5.0, "A worker is not recycled (memory, max-requests) "
-      "before it has lived this long.", validator=_non_negative, section="supervision"),
+    S(
+        "timeout_s",
+        float,
+        30.0,
+        "A worker whose heartbeat or current request is older than this "
+        "gets its stack dumped (SIGABRT) and is replaced (gunicorn --timeout 30).",
+        validator=_positive,
+        section="supervision",
+    ),
+    S(
+        "graceful_timeout_s",
+        float,
+        30.0,
+        "Seconds a stopping worker may take to finish "
+        "in-flight requests before it is killed (gunicorn 30).",
+        validator=_positive,
+        section="supervision",
+    ),
+    S(
+        "boot_timeout_s",
+        float,
+        60.0,
+        "Seconds a new generation (import + workers ready) may take before it counts as failed.",
+        validator=_positive,
+        section="supervision",
+    ),
+    S(
+        "max_requests",
+        int,
+        0,
+        "Replace a worker after this many requests (0 = never).",
+        validator=_non_negative,
+        section="supervision",
+    ),
+    S(
+        "max_requests_jitter",
+        int,
+        0,
+        "Add up to this many requests at random to max_requests "
+        "per worker so workers do not restart together.",
+        validator=_non_negative,
+        section="supervision",
+    ),
+    S(
+        "min_worker_lifetime_s",
+        float,
+        5.0,
+        "A worker is not recycled (memory, max-requests) before it has lived this long.",
+        validator=_non_negative,
+        section="supervision",
+    ),
     # --- memory -------------------------------------------------------------------------------
-    S("gc", str, "auto", "Copy-on-write GC policy: auto, freeze, cpython or instagram "
-      "(see docs/memory.md).", validator=_one_of("auto", "freeze", "cpython", "instagram"),
-      section="memory"),
-    S("warmup", list, [], "Request paths to run through the app in the preloading process "
-      "before the heap is frozen (repeatable).", section="memory", metavar="PATH"),
-    S("gc_collect_before_freeze", bool, False, "Run gc.collect() before gc.freeze() (frees "
-      "garbage but leaves holes every worker then fills).", section="memory"),
-    S("max_worker_memory_mib", float, 0.0, "Recycle a worker whose memory (see "
-      "worker_memory_metric) stays above this many MiB (0 = off).", validator=_non_negative,
-      section="memory"),
-    S("worker_memory_metric", str, "uss", "Which figure max_worker_memory_mib limits: uss "
-      "(private), pss or rss.", validator=_one_of("uss", "pss", "rss"), section="memory"),
-    S("memory_sample_s", float, 2.0, "Seconds between smaps_rollup samples of each worker.",
-      validator=_positive, section="memory"),
+    S(
+        "gc",
+        str,
+        "auto",
+        "Copy-on-write GC policy: auto, freeze, cpython or instagram (see docs/memory.md).",
+        validator=_one_of("auto", "freeze", "cpython", "instagram"),
+        section="memory",
+    ),
+    S(
+        "warmup",
+        list,
+        [],
+        "Request paths to run through the app in the preloading process "
+        "before the heap is frozen (repeatable).",
+        section="memory",
+        metavar="PATH",
+    ),
+    S(
+        "gc_collect_before_freeze",
+        bool,
+        False,
+        "Run gc.collect() before gc.freeze() (frees "
+        "garbage but leaves holes every worker then fills).",
+        section="memory",
+    ),
+    S(
+        "max_worker_memory_mib",
+        float,
+        0.0,
+        "Recycle a worker whose memory (see "
+        "worker_memory_metric) stays above this many MiB (0 = off).",
+        validator=_non_negative,
+        section="memory",
+    ),
+    S(
+        "worker_memory_metric",
+        str,
+        "uss",
+        "Which figure max_worker_memory_mib limits: uss (private), pss or rss.",
+        validator=_one_of("uss", "pss", "rss"),
+        section="memory",
+    ),
+    S(
+        "memory_sample_s",
+        float,
+        2.0,
+        "Seconds between smaps_rollup samples of each worker.",
+        validator=_positive,
+        section="memory",
+    ),
     # --- stats --------------------------------------------------------------------------------
-    S("stats", str, "", "Serve metrics, JSON and the dashboard on HOST:PORT (off when empty; "
-      "loopback unless stats_allow_remote).", section="stats", metavar="ADDR"),
-    S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.",
-      section="stats"),
-    S("log_level", str, "info", "Log level: debug, info, warning, error.",
-      validator=_one_of("debug", "info", "warning", "error"), section="logging"),
+    S(
+        "stats",
+        str,
+        "",
+        "Serve metrics, JSON and the dashboard on HOST:PORT (off when empty; "
+        "loopback unless stats_allow_remote).",
+        section="stats",
+        metavar="ADDR",
+    ),
+    S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.", section="stats"),
+    S(
+        "log_level",
+        str,
+        "info",
+        "Log level: debug, info, warning, error.",
+        validator=_one_of("debug", "info", "warning", "error"),
+        section="logging",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -278,14 +477,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if s.flags == ("app",):
             group.add_argument("app", nargs="?", default=None, help=s.help, metavar="APP")
         elif s.type is bool:
-            group.add_argument(*s.cli_flags, dest=s.name, default=None,
-                               action=argparse.BooleanOptionalAction, help=helptext)
+            group.add_argument(
+                *s.cli_flags,
+                dest=s.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=helptext,
+            )
         elif s.type is list:
-            group.add_argument(*s.cli_flags, dest=s.name, default=None, action="append",
-                               help=helptext, metavar=s.metavar or "VALUE")
+            group.add_argument(
+                *s.cli_flags,
+                dest=s.name,
+                default=None,
+                action="append",
+                help=helptext,
+                metavar=s.metavar or "VALUE",
+            )
         else:
-            group.add_argument(*s.cli_flags, dest=s.name, default=None, help=helptext,
-                               metavar=s.metavar or s.type.__name__.upper())
+            group.add_argument(
+                *s.cli_flags,
+                dest=s.name,
+                default=None,
+                help=helptext,
+                metavar=s.metavar or s.type.__name__.upper(),
+            )
 
 
 def _show(v: Any) -> str:
@@ -296,13 +511,17 @@ def _show(v: Any) -> str:
     return str(v)
 
 
-def load(args: argparse.Namespace | None = None,
-         environ: Mapping[str, str] | None = None) -> Config:
+def load(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
     """Merge defaults < TOML < environment < command line into a validated Config."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {s.name: _copy(s.default) for s in SETTINGS}
-    given = {k: v for k, v in vars(args or argparse.Namespace()).items()
-             if k in BY_NAME and v is not None}
+    given = {
+        k: v
+        for k, v in vars(args or argparse.Namespace()).items()
+        if k in BY_NAME and v is not None
+    }
     env_values = read_env(environ)
     config_path = given.get("config") or env_values.get("config")
     if config_path:
@@ -319,11 +538,13 @@ def _copy(v: Any) -> Any:
 
 def settings_markdown() -> str:
     """docs/settings.md, generated: one section per group, one row per setting."""
-    out = ["# Settings\n",
-           "Generated from `corral/config.py` by `corral settings --markdown`; do not edit.\n",
-           "Every setting can be given as a command-line flag, as an environment variable, or as",
-           "a key in a TOML file passed with `--config` (precedence: flag > env > file >",
-           "default). List values take a comma-separated string in the environment.\n"]
+    out = [
+        "# Settings\n",
+        "Generated from `corral/config.py` by `corral settings --markdown`; do not edit.\n",
+        "Every setting can be given as a command-line flag, as an environment variable, or as",
+        "a key in a TOML file passed with `--config` (precedence: flag > env > file >",
+        "default). List values take a comma-separated string in the environment.\n",
+    ]
     for section in dict.fromkeys(s.section for s in SETTINGS):
         out.append(f"\n## {section}\n")
         out.append("| setting (TOML key) | flag | env | type | default | meaning |")
@@ -331,8 +552,9 @@ def settings_markdown() -> str:
         for s in (s for s in SETTINGS if s.section == section):
             flags = " ".join(f"`{f}`" for f in s.cli_flags)
             default = s.default_doc or _show(s.default)
-            out.append(f"| `{s.name}` | {flags} | `{s.env}` | {s.type.__name__} | "
-                       f"{default} | {s.help} |")
+            out.append(
+                f"| `{s.name}` | {flags} | `{s.env}` | {s.type.__name__} | {default} | {s.help} |"
+            )
     return "\n".join(out) + "\n"
 
 

@@ -11,10 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 APPS = Path(__file__).parent / "apps"
 
@@ -87,7 +84,7 @@ class Corral:
     def stop(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.kill(self.proc.pid, signal.SIGTERM)  # the master stops its own family
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -99,16 +96,33 @@ class Corral:
         os.close(self.ready_r)
 
 
-def start_corral(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 ready: bool = True, timeout: float = 30.0) -> Corral:
+def start_corral(
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+    timeout: float = 30.0,
+) -> Corral:
     ready_r, ready_w = os.pipe()
     log_path = tmp_path / f"corral-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "corral", "serve", "--ready-fd", str(ready_w), *args]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(APPS)}
+    full_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(APPS),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     full_env.update(env or {})
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, pass_fds=(ready_w,),
-                                start_new_session=True, env=full_env, cwd=tmp_path)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(ready_w,),
+            start_new_session=True,
+            env=full_env,
+            cwd=tmp_path,
+        )
     os.close(ready_w)
     corral = Corral(proc, ready_r, log_path)
     if ready:
@@ -118,20 +132,6 @@ def start_corral(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
             corral.stop()
             raise
     return corral
-
-
-@pytest.fixture
-def corral_factory(tmp_path: Path) -> Iterator[object]:
-    started: list[Corral] = []
-
-    def factory(*args: str, **kw: object) -> Corral:
-        c = start_corral(tmp_path, *args, **kw)  # type: ignore[arg-type]
-        started.append(c)
-        return c
-
-    yield factory
-    for c in started:
-        c.stop()
 
 
 def children_of(pid: int) -> list[int]:

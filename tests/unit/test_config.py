@@ -91,12 +91,15 @@ def test_toml_types_are_checked(tmp_path: Path) -> None:
 def test_print_config_round_trips(tmp_path: Path) -> None:
     cfg = config.load(_args("-w", "3", "--warmup", "/a"), environ={})
     toml = tmp_path / "c.toml"
-    toml.write_text("".join(
-        line + "\n" for line in cfg.to_toml().splitlines() if not line.startswith("config ")
-    ))
+    toml.write_text(
+        "".join(
+            line + "\n" for line in cfg.to_toml().splitlines() if not line.startswith("config ")
+        )
+    )
     again = config.load(_args("-c", str(toml)), environ={})
     assert {k: v for k, v in again.values.items() if k != "config"} == {
-        k: v for k, v in cfg.values.items() if k != "config"}
+        k: v for k, v in cfg.values.items() if k != "config"
+    }
 
 
 def test_settings_doc_is_current() -> None:

@@ -47,7 +47,8 @@ def load_app(spec: str, chdir: str = "") -> WSGIApp:
     app = _resolve(module, expr, spec)
     if not callable(app):
         raise AppLoadError(f"app {spec!r}: {expr} is {type(app).__name__}, not a WSGI callable")
-    return app
+    found: WSGIApp = app
+    return found
 
 
 def _resolve(module: Any, expr: str, spec: str) -> Any:
@@ -84,6 +85,7 @@ def _attr_path(module: Any, node: ast.expr, spec: str) -> Any:
         try:
             obj = getattr(obj, name)
         except AttributeError as exc:
-            raise AppLoadError(f"app {spec!r}: {module.__name__} has no attribute {name!r}") \
-                from exc
+            raise AppLoadError(
+                f"app {spec!r}: {module.__name__} has no attribute {name!r}"
+            ) from exc
     return obj

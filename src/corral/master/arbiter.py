@@ -39,8 +39,14 @@ log = logging.getLogger("corral.master")
 
 TICK_S = 0.1
 HANDLED_SIGNALS = (
-    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
-    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGCHLD,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
 )
 ABORT_GRACE_S = 2.0  # after SIGABRT a stuck worker gets this long to dump its stack
 
@@ -166,9 +172,14 @@ class Arbiter:
         cmd_r, cmd_w = os.pipe2(os.O_CLOEXEC)
         reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
         ctx = ZygoteContext(
-            cfg=self.cfg, generation=number, master_pid=self.pid, cmd_r=cmd_r,
-            reply_w=reply_w, listeners=self.listeners, scoreboard=self.scoreboard,
-            master_fds=self._master_fds() + [cmd_w, reply_r],
+            cfg=self.cfg,
+            generation=number,
+            master_pid=self.pid,
+            cmd_r=cmd_r,
+            reply_w=reply_w,
+            listeners=self.listeners,
+            scoreboard=self.scoreboard,
+            master_fds=[*self._master_fds(), cmd_w, reply_r],
         )
         pid = os.fork()
         if pid == 0:
@@ -180,8 +191,12 @@ class Arbiter:
         self.gens[number] = gen
         self.sel.register(reply_r, selectors.EVENT_READ, lambda f, m: self._on_reply(gen))
         _set_title(f"corral master [{self.cfg.app or 'demo'}] gen {number}")
-        log.info("generation %d: zygote pid %d is loading %s", number, pid,
-                 self.cfg.app or "the demo app")
+        log.info(
+            "generation %d: zygote pid %d is loading %s",
+            number,
+            pid,
+            self.cfg.app or "the demo app",
+        )
         return gen
 
     def _master_fds(self) -> list[int]:
@@ -193,6 +208,8 @@ class Arbiter:
         return fds
 
     def _on_reply(self, gen: Generation) -> None:
+        if gen.reply_r < 0:
+            return
         try:
             data = os.read(gen.reply_r, 65536)
         except BlockingIOError:
@@ -230,6 +247,7 @@ class Arbiter:
             return
         worker.pid = pid
         self.fleet.by_pid[pid] = wid
+        self.scoreboard.set_pid(worker.slot, pid)
         if worker.stopping:
             _kill(pid, signal.SIGTERM)
         status = self.fleet.early_exits.pop(pid, None)
@@ -245,8 +263,9 @@ class Arbiter:
         wid, slot = self.next_wid, self.free_slots.pop()
         self.next_wid += 1
         self.scoreboard.reset(slot, 0, wid, gen.number, now)
-        limit = jittered_max_requests(self.cfg.max_requests, self.cfg.max_requests_jitter,
-                                      seed=self.pid, worker_id=wid)
+        limit = jittered_max_requests(
+            self.cfg.max_requests, self.cfg.max_requests_jitter, seed=self.pid, worker_id=wid
+        )
         worker = Worker(wid, slot, gen.number, now, limit, replaces=replaces)
         self.fleet.workers[wid] = worker
         try:
@@ -256,6 +275,10 @@ class Arbiter:
             self._forget(worker, None)
             return None
         return worker
+
+    def event(self, kind: str, wid: int | None, detail: str = "") -> None:
+        if self.stats is not None:
+            self.stats.event(kind, wid, detail)
 
     def _stop(self, worker: Worker, reason: str, sig: int = signal.SIGTERM) -> None:
         if worker.stopping:
@@ -277,8 +300,13 @@ class Arbiter:
         if new is None:
             return False
         worker.retiring = reason
-        log.info("worker %d (pid %d) to be replaced (%s) by worker %d", worker.wid,
-                 worker.pid, reason, new.wid)
+        log.info(
+            "worker %d (pid %d) to be replaced (%s) by worker %d",
+            worker.wid,
+            worker.pid,
+            reason,
+            new.wid,
+        )
         return True
 
     def replacing(self) -> bool:
@@ -311,21 +339,30 @@ class Arbiter:
         info = policy.decode_status(status)
         now = time.monotonic()
         gen = self.gens[worker.gen]
-        reason = worker.stop_reason if worker.stopping else policy.exit_reason(
-            info, asked_to_stop=False, timed_out=worker.timed_out)
+        reason = (
+            worker.stop_reason
+            if worker.stopping
+            else policy.exit_reason(info, asked_to_stop=False, timed_out=worker.timed_out)
+        )
         if worker.stopping and not worker.timed_out:
-            log.info("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(),
-                     reason)
+            log.info("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(), reason)
         elif reason == "oom?":
-            log.error("worker %d (pid %d) was SIGKILLed by someone else: probably the OOM "
-                      "killer; check dmesg", worker.wid, worker.pid)
+            log.error(
+                "worker %d (pid %d) was SIGKILLed by someone else: probably the OOM "
+                "killer; check dmesg",
+                worker.wid,
+                worker.pid,
+            )
         else:
-            log.error("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(),
-                      reason)
+            log.error("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(), reason)
         if not worker.ready and not worker.stopping:
             gen.boot_failures += 1
-            log.error("worker %d failed to boot (%d in generation %d)", worker.wid,
-                      gen.boot_failures, gen.number)
+            log.error(
+                "worker %d failed to boot (%d in generation %d)",
+                worker.wid,
+                gen.boot_failures,
+                gen.number,
+            )
         if not worker.stopping:
             lived = now - worker.spawned_at
             gen.crashes = 1 if lived > 10.0 else gen.crashes + 1
@@ -361,8 +398,11 @@ class Arbiter:
             code = policy.decode_status(status)
             gen.failure = gen.failure or f"zygote {code.describe()} before loading the app"
         elif self.phase != "stopping" and gen is self.current and gen.state == "serving":
-            log.error("generation %d: zygote died (%s); starting a new generation",
-                      gen.number, policy.decode_status(status).describe())
+            log.error(
+                "generation %d: zygote died (%s); starting a new generation",
+                gen.number,
+                policy.decode_status(status).describe(),
+            )
             self._request_reload()
 
     def _close_reply_later(self, gen: Generation) -> None:
@@ -382,6 +422,8 @@ class Arbiter:
             self._check_timeouts(now)
             if self.monitor is not None and self.phase == "running":
                 self.monitor.tick(now)
+        if self.stats is not None:
+            self.stats.tick(now)
         self._escalate(now)
         if self.phase == "stopping" and now > self.stop_deadline:
             for worker in self.fleet.workers.values():
@@ -410,8 +452,9 @@ class Arbiter:
             self.phase = "running"
             urls = " ".join(a.url() for a in self.addresses)
             stats = f", stats on http://{self.stats.address}" if self.stats else ""
-            log.info("ready: %s (%d workers, generation %d%s)", urls, self.target,
-                     gen.number, stats)
+            log.info(
+                "ready: %s (%d workers, generation %d%s)", urls, self.target, gen.number, stats
+            )
             if self.cfg.ready_fd >= 0:
                 try:
                     os.write(self.cfg.ready_fd, f"ready {urls}\n".encode())
@@ -420,12 +463,18 @@ class Arbiter:
                     pass
 
     def _ready_count(self, gen: Generation) -> int:
-        return sum(1 for w in self.fleet.workers.values()
-                   if w.gen == gen.number and w.ready and not w.stopping and not w.retiring)
+        return sum(
+            1
+            for w in self.fleet.workers.values()
+            if w.gen == gen.number and w.ready and not w.stopping and not w.retiring
+        )
 
     def _live(self, gen: Generation) -> list[Worker]:
-        return [w for w in self.fleet.workers.values()
-                if w.gen == gen.number and not w.stopping and not w.retiring]
+        return [
+            w
+            for w in self.fleet.workers.values()
+            if w.gen == gen.number and not w.stopping and not w.retiring
+        ]
 
     def _ensure_workers(self, gen: Generation, now: float) -> None:
         if self._generation_broken(gen, now):
@@ -446,8 +495,7 @@ class Arbiter:
         if gen.boot_failures < policy.MAX_BOOT_FAILURES and not timed_out:
             return False
         gen.state = "failed"
-        gen.failure = ("boot timeout" if timed_out else
-                       f"{gen.boot_failures} workers failed to boot")
+        gen.failure = "boot timeout" if timed_out else f"{gen.boot_failures} workers failed to boot"
         log.error("generation %d: %s", gen.number, gen.failure)
         return True
 
@@ -455,8 +503,9 @@ class Arbiter:
         cur = self.current
         if cur is not None and cur.state == "failed" and self.phase == "booting":
             boot = "workers failed to boot" in cur.failure or cur.failure == "boot timeout"
-            self._begin_stop(fast=True, code=exitcodes.WORKER_BOOT_ERROR if boot
-                             else exitcodes.APP_LOAD_ERROR)
+            self._begin_stop(
+                fast=True, code=exitcodes.WORKER_BOOT_ERROR if boot else exitcodes.APP_LOAD_ERROR
+            )
             return
         nxt = self.next_gen
         if nxt is None:
@@ -473,13 +522,18 @@ class Arbiter:
         if old is not None:
             self._retire_generation(old, "reload")
         log.info("reload complete: generation %d serving", nxt.number)
+        self.event("reload", None, f"generation {nxt.number} serving")
         if self.reload_again:
             self.reload_again = False
             self._request_reload()
 
     def _abandon(self, gen: Generation) -> None:
-        log.error("reload failed (%s); generation %d keeps serving", gen.failure or "error",
-                  self.current.number if self.current else 0)
+        log.error(
+            "reload failed (%s); generation %d keeps serving",
+            gen.failure or "error",
+            self.current.number if self.current else 0,
+        )
+        self.event("reload-failed", None, gen.failure)
         self._retire_generation(gen, "reload-failed")
         self.next_gen = None
 
@@ -498,16 +552,22 @@ class Arbiter:
             if not worker.ready or worker.stopping or not worker.pid:
                 continue
             if policy.is_stuck(self.scoreboard.read(worker.slot).heartbeat, now, timeout):
-                log.error("worker %d (pid %d) timed out (no heartbeat for %.0f s); dumping "
-                          "its stack and replacing it", worker.wid, worker.pid, timeout)
+                log.error(
+                    "worker %d (pid %d) timed out (no heartbeat for %.0f s); dumping "
+                    "its stack and replacing it",
+                    worker.wid,
+                    worker.pid,
+                    timeout,
+                )
                 worker.timed_out = True
                 self._stop(worker, "timeout", sig=signal.SIGABRT)
 
     def _escalate(self, now: float) -> None:
         for worker in self.fleet.workers.values():
             if worker.stopping and worker.pid and worker.kill_at and now > worker.kill_at:
-                log.warning("worker %d (pid %d) did not stop in time: SIGKILL", worker.wid,
-                            worker.pid)
+                log.warning(
+                    "worker %d (pid %d) did not stop in time: SIGKILL", worker.wid, worker.pid
+                )
                 _kill(worker.pid, signal.SIGKILL)
                 worker.kill_at = 0.0
 
@@ -553,6 +613,7 @@ class Arbiter:
         max_target = (self.scoreboard.nslots - 4) // 2
         self.target = min(self.target, max_target)
         log.info("target is now %d workers", self.target)
+        self.event("scale", None, f"target {self.target}")
         if delta < 0 and self.current is not None:
             live = self._live(self.current)
             if len(live) > self.target:

@@ -49,10 +49,18 @@ class Monitor:
         self.metric = Metric(cfg.worker_memory_metric)
         self.limit = int(cfg.max_worker_memory_mib * MIB)
         self.policy = (
-            RecyclePolicy(RecycleSettings(
-                limit_bytes=self.limit, metric=self.metric, consecutive=3,
-                min_lifetime_s=cfg.min_worker_lifetime_s, jitter=0.1, seed=os.getpid()))
-            if self.limit > 0 else None
+            RecyclePolicy(
+                RecycleSettings(
+                    limit_bytes=self.limit,
+                    metric=self.metric,
+                    consecutive=3,
+                    min_lifetime_s=cfg.min_worker_lifetime_s,
+                    jitter=0.1,
+                    seed=os.getpid(),
+                )
+            )
+            if self.limit > 0
+            else None
         )
         self.readings: dict[int, _Reading] = {}
 
@@ -78,16 +86,20 @@ class Monitor:
     def _sample(self, worker: Worker, now: float) -> None:
         reading = self.readings.get(worker.wid)
         try:
-            if reading is not None and now < reading.next_at and not self._near_limit(
-                    worker, reading):
+            if (
+                reading is not None
+                and now < reading.next_at
+                and not self._near_limit(worker, reading)
+            ):
                 return
             sample = read_smaps_rollup(worker.pid)
         except MemoryProbeError:
             return
         self.readings[worker.wid] = _Reading(sample, sample.rss, now + self.interval)
         if self.policy is not None:
-            self.policy.observe(WorkerSample(worker.wid, worker.spawned_at,
-                                             sample.value(self.metric), now))
+            self.policy.observe(
+                WorkerSample(worker.wid, worker.spawned_at, sample.value(self.metric), now)
+            )
 
     def _near_limit(self, worker: Worker, reading: _Reading) -> bool:
         if self.limit <= 0:
@@ -117,7 +129,14 @@ class Monitor:
             worker = self.arbiter.fleet.workers.get(decision.worker_id)
             if worker is None or worker.stopping:
                 continue
-            log.warning("worker %d (pid %d) uses %.1f MiB %s, over its limit of %.1f MiB for "
-                        "%d samples: recycling", worker.wid, worker.pid, decision.value / MIB,
-                        self.metric.value, decision.limit / MIB, decision.streak)
+            log.warning(
+                "worker %d (pid %d) uses %.1f MiB %s, over its limit of %.1f MiB for "
+                "%d samples: recycling",
+                worker.wid,
+                worker.pid,
+                decision.value / MIB,
+                self.metric.value,
+                decision.limit / MIB,
+                decision.streak,
+            )
             self.arbiter.replace(worker, "memory")

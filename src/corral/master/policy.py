@@ -20,7 +20,7 @@ MAX_BOOT_FAILURES = 3
 def respawn_delay(consecutive_crashes: int) -> float:
     if consecutive_crashes <= 0:
         return 0.0
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (consecutive_crashes - 1))
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (consecutive_crashes - 1)))
 
 
 @dataclass(frozen=True)

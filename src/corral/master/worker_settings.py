@@ -24,4 +24,6 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         graceful_timeout_s=cfg.graceful_timeout_s,
         access_log=cfg.access_log,
         root_path=cfg.root_path.rstrip("/"),
+        threads=cfg.threads,
+        accept_batch=1,  # one per wake-up spreads new connections across workers
     )

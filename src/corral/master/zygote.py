@@ -71,6 +71,7 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
     preset = gcpolicy.GcPreset(ctx.cfg.gc)
     try:
         gcpolicy.begin_preload(preset)
+        _import_worker_code()
         app = load_app(ctx.cfg.app, ctx.cfg.chdir)
         warmup = make_warmup(app, list(ctx.cfg.warmup)) if ctx.cfg.warmup else None
         report = gcpolicy.finish_preload(
@@ -84,12 +85,26 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
     _serve_commands(ctx, app)
 
 
+def _import_worker_code() -> None:
+    """Import what every worker runs before the heap is frozen, so it is shared too."""
+    import corral.stats.scoreboard
+    import corral.worker  # noqa: F401
+
+
 def _describe(report: Any) -> str:
-    heap = (f"immortal heap of {report.objects_immortalized} objects in "
-            f"{report.immortalize_s:.2f}s" if report.immortal else
-            f"not immortal: {report.refused}" if report.refused else "")
-    parts = [f"gc={report.preset.value}", f"{report.frozen_objects} objects frozen", heap,
-             f"preload finished in {report.total_s:.2f}s"]
+    heap = (
+        f"immortal heap of {report.objects_immortalized} objects in {report.immortalize_s:.2f}s"
+        if report.immortal
+        else f"not immortal: {report.refused}"
+        if report.refused
+        else ""
+    )
+    parts = [
+        f"gc={report.preset.value}",
+        f"{report.frozen_objects} objects frozen",
+        heap,
+        f"preload finished in {report.total_s:.2f}s",
+    ]
     return ", ".join(p for p in parts if p)
 
 
@@ -150,6 +165,8 @@ def _worker_main(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: in
         random.seed()
         _set_title(f"corral worker {wid} [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
         gcpolicy.in_worker(gcpolicy.GcPreset(ctx.cfg.gc))
+        if ctx.cfg.post_fork:
+            load_app(ctx.cfg.post_fork)()  # same name resolution as the app itself
         code = _run_worker(ctx, app, slot)
     except BaseException:
         log.exception("worker %d failed", wid)
@@ -168,8 +185,17 @@ def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
 
 
 def _reset_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD,
-                signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGQUIT,
+        signal.SIGHUP,
+        signal.SIGCHLD,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+    ):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
 

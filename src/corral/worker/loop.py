@@ -88,6 +88,11 @@ error_log = logging.getLogger("corral.error")
 
 RECV_SIZE = 65536
 TICK_S = 1.0  # heartbeat and deadline sweep period
+# During a drain an idle keep-alive connection gets this long to send one more request (answered
+# with "Connection: close") before it is closed. Closing it at once races with a client that is
+# sending on it at that moment: its request meets a reset and is lost. A busy client sends within
+# microseconds; one idle for a second is not about to, so the close is then safe in practice.
+DRAIN_IDLE_S = 1.0
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 
@@ -238,7 +243,7 @@ class Worker:
             if conn.state == APP:
                 continue  # a thread owns it; its request already knows about the drain
             if conn.state == IDLE and conn.proto.buffered_bytes == 0:
-                self._close(conn)
+                conn.deadline = min(conn.deadline, self.now + DRAIN_IDLE_S)
             elif conn.request is not None and not conn.proto.response_started:
                 conn.proto.close_after_cycle()
 
@@ -590,14 +595,12 @@ class Worker:
             else:
                 self._close(conn)
             return False
-        if self.draining and proto.buffered_bytes == 0:
-            self._close(conn)
-            return False
         conn.reset()
         if proto.buffered_bytes:
             conn.state, conn.deadline = HEAD, end + self.settings.header_timeout_s
-        else:
-            conn.state, conn.deadline = IDLE, end + self.settings.keepalive_timeout_s
+        else:  # while draining, a short wait for one last request (see DRAIN_IDLE_S)
+            idle_s = DRAIN_IDLE_S if self.draining else self.settings.keepalive_timeout_s
+            conn.state, conn.deadline = IDLE, end + min(idle_s, self.settings.keepalive_timeout_s)
         return True
 
     def _close_result(self, conn: Conn) -> None:
