@@ -69,6 +69,7 @@ from corral.worker.respond import (
     describe,
     head_if_needed,
     internal_error,
+    log_app_error,
     prepare_sendfile,
 )
 from corral.worker.settings import WorkerSettings
@@ -393,7 +394,7 @@ class Worker:
         try:
             result = self.app(environ, resp)
         except Exception:
-            error_log.exception("error in WSGI app (%s)", describe(request))
+            log_app_error(conn, "error in WSGI app")
             return self._app_failed(conn)
         conn.result = result
         if type(result) is list and resp.status is not None and not resp.headers_sent:
@@ -533,7 +534,7 @@ class Worker:
         except StopIteration:
             conn.iterator = None
         except Exception:
-            error_log.exception("error in WSGI app's response (%s)", describe(conn.request))
+            log_app_error(conn, "error in WSGI app's response")
             return self._app_failed(conn) and False
         try:
             conn.out = head_if_needed(conn) + conn.proto.send_eom()

@@ -7,12 +7,15 @@ body), and every check that can turn an app's mistake into a clean 500 runs befo
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
 from corral.http import Connection, LocalProtocolError, Request, escape_for_log
 from corral.worker.conn import Conn
 from corral.wsgi import StartResponse
+
+error_log = logging.getLogger("corral.error")
 
 INTERNAL_ERROR_BODY = b"Internal Server Error\n"
 
@@ -124,3 +127,18 @@ def describe(request: Request | None) -> str:
     if request is None:
         return "no request"
     return f"{escape_for_log(request.method)} {escape_for_log(request.target)}"
+
+
+def log_app_error(conn: Conn, what: str) -> None:
+    """Log an exception escaping the app. When the client broke the body the app was reading,
+    that is bad input, not a server bug: one line, no traceback (the client gets its 4xx)."""
+    if conn.body_error is not None:
+        error_log.warning(
+            "%s (%s): the client's body was bad: %s %s",
+            what,
+            describe(conn.request),
+            conn.body_error.status,
+            conn.body_error.reason,
+        )
+    else:
+        error_log.exception("%s (%s)", what, describe(conn.request))

@@ -29,9 +29,9 @@ from corral.worker.conn import Conn
 from corral.worker.respond import (
     account_body,
     body_length,
-    describe,
     head_if_needed,
     internal_error,
+    log_app_error,
     prepare_sendfile,
 )
 from corral.wsgi import FileWrapper
@@ -82,7 +82,7 @@ def serve_blocking(app: WSGIApp, conn: Conn, environ: dict[str, Any], timeout_s:
     try:
         result = app(environ, resp)
     except Exception:
-        error_log.exception("error in WSGI app (%s)", describe(conn.request))
+        log_app_error(conn, "error in WSGI app")
         _fail(conn, timeout_s)
         return
     conn.result = result
@@ -91,7 +91,7 @@ def serve_blocking(app: WSGIApp, conn: Conn, environ: dict[str, Any], timeout_s:
     except ClientGone:
         conn.abort = True
     except Exception:
-        error_log.exception("error in WSGI app's response (%s)", describe(conn.request))
+        log_app_error(conn, "error in WSGI app's response")
         _fail(conn, timeout_s)
     finally:
         _close_result(conn)

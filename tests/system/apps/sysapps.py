@@ -42,3 +42,9 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         code = int(path.rsplit("/", 1)[1])
         return _reply(start_response, b"status\n", f"{code} X")
     return _reply(start_response, b"Hello, world!\n")
+
+
+def corpus_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """What the corpus expectations assume: read the whole body, answer 200 with 3 bytes."""
+    environ["wsgi.input"].read()
+    return _reply(start_response, b"ok\n")
