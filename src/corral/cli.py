@@ -73,6 +73,18 @@ def _bench(argv: Sequence[str]) -> int:
     return bench_main(list(argv))
 
 
+def _chaos(argv: Sequence[str]) -> int:
+    from corral.bench.chaos import main as chaos_main
+
+    return chaos_main(list(argv))
+
+
+def _cow(argv: Sequence[str]) -> int:
+    from corral.memory.cowcli import main as cow_main
+
+    return cow_main(list(argv))
+
+
 def _top(argv: Sequence[str]) -> int:
     from corral.stats.top import main as top_main
 
@@ -82,7 +94,9 @@ def _top(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "serve": (serve, "run the server (default demo app when no APP is given)"),
     "bench": (_bench, "load-test an HTTP server (closed or open model)"),
+    "chaos": (_chaos, "fault scenarios under load, checked against an SLA"),
     "top": (_top, "live terminal view of a running server's stats"),
+    "cow": (_cow, "copy-on-write report of a running server's workers"),
     "settings": (settings, "print the effective settings or the settings reference"),
 }
 
