@@ -17,7 +17,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from corral.memory.proc import MemoryProbeError, MemorySample, read_smaps_rollup, read_statm_rss
+from corral.memory.proc import (
+    AddressRange,
+    CowCounts,
+    MemoryProbeError,
+    MemorySample,
+    anonymous_ranges,
+    pagemap_cow,
+    read_smaps_rollup,
+    read_statm_rss,
+)
 from corral.memory.recycle import (
     Metric,
     RecyclePolicy,
@@ -39,6 +48,7 @@ class _Reading:
     sample: MemorySample
     rss_at_sample: int
     next_at: float
+    cow: CowCounts | None = None
 
 
 class Monitor:
@@ -63,6 +73,8 @@ class Monitor:
             else None
         )
         self.readings: dict[int, _Reading] = {}
+        self.heap_ranges: dict[int, list[AddressRange]] = {}  # generation -> zygote's heap
+        self.zygote_memory: MemorySample | None = None
 
     def forget(self, worker: Worker) -> None:
         self.readings.pop(worker.wid, None)
@@ -72,6 +84,26 @@ class Monitor:
     def memory(self, wid: int) -> MemorySample | None:
         reading = self.readings.get(wid)
         return reading.sample if reading else None
+
+    def cow(self, wid: int) -> CowCounts | None:
+        reading = self.readings.get(wid)
+        return reading.cow if reading else None
+
+    def _heap_ranges(self, gen: int) -> list[AddressRange] | None:
+        """The zygote's anonymous ranges: the pre-fork heap every worker of ``gen`` maps.
+        Read once per generation; the zygote is idle after loading, so they do not change."""
+        ranges = self.heap_ranges.get(gen)
+        if ranges is None:
+            generation = self.arbiter.gens.get(gen)
+            if generation is None or not generation.zygote_alive:
+                return None
+            try:
+                ranges = anonymous_ranges(generation.zygote_pid)
+                self.zygote_memory = read_smaps_rollup(generation.zygote_pid)
+            except MemoryProbeError:
+                return None
+            self.heap_ranges[gen] = ranges
+        return ranges
 
     def tick(self, now: float) -> None:
         for worker in list(self.arbiter.fleet.workers.values()):
@@ -93,9 +125,11 @@ class Monitor:
             ):
                 return
             sample = read_smaps_rollup(worker.pid)
+            ranges = self._heap_ranges(worker.gen)
+            cow = pagemap_cow(worker.pid, ranges) if ranges else None
         except MemoryProbeError:
             return
-        self.readings[worker.wid] = _Reading(sample, sample.rss, now + self.interval)
+        self.readings[worker.wid] = _Reading(sample, sample.rss, now + self.interval, cow)
         if self.policy is not None:
             self.policy.observe(
                 WorkerSample(worker.wid, worker.spawned_at, sample.value(self.metric), now)

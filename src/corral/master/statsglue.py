@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from corral.master.listeners import parse_address
+from corral.memory.proc import MemorySample
 from corral.stats.fleet import RETIRE_REASONS, Fleet, FleetSnapshot
 from corral.stats.server import StatsServer, bind_stats_socket
 
@@ -51,19 +52,22 @@ class StatsGlue:
 
     def snapshot(self) -> FleetSnapshot:
         monitor = self.arbiter.monitor
+        if monitor is None:
+            return self.fleet.snapshot(time.monotonic())
         for worker in self.arbiter.fleet.workers.values():
-            sample = monitor.memory(worker.wid) if monitor is not None else None
-            if sample is not None and worker.pid:
-                self.fleet.set_memory(
-                    worker.pid,
-                    {
-                        "rss": sample.rss,
-                        "pss": sample.pss,
-                        "uss": sample.uss,
-                        "shared": sample.shared,
-                        "swap": sample.swap,
-                    },
-                )
+            sample = monitor.memory(worker.wid)
+            if sample is None or not worker.pid:
+                continue
+            cow = monitor.cow(worker.wid)
+            cow_pages = None
+            if cow is not None:
+                cow_pages = {
+                    "cow_shared_pages": cow.shared_pages,
+                    "cow_copied_pages": cow.exclusive_pages,
+                }
+            self.fleet.set_memory(worker.pid, _memory_dict(sample), cow_pages)
+        if monitor.zygote_memory is not None:
+            self.fleet.set_master_memory(_memory_dict(monitor.zygote_memory))
         return self.fleet.snapshot(time.monotonic())
 
     def retire(self, worker: Worker, reason: str) -> None:
@@ -77,6 +81,16 @@ class StatsGlue:
 
     def close(self) -> None:
         self.server.close()
+
+
+def _memory_dict(sample: MemorySample) -> dict[str, int]:
+    return {
+        "rss": sample.rss,
+        "pss": sample.pss,
+        "uss": sample.uss,
+        "shared": sample.shared,
+        "swap": sample.swap,
+    }
 
 
 def start_stats_server(arbiter: Arbiter) -> StatsGlue:
