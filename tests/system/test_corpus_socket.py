@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from harness import worker_pids
 
+from harness import worker_pids
 from tests.corpus import load_cases
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import children_of, cmdline, start_corral, wait_for, worker_pids
 from loadgen import Load
 

@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 import pytest
-from harness import wait_for, worker_pids
-from loadgen import Load
 
 from corral.memory.proc import MemoryProbeError, read_smaps_rollup
+from harness import wait_for, worker_pids
+from loadgen import Load
 
 pytestmark = pytest.mark.slow
 MIB = 1024 * 1024

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from tests.corpus import Case, load_cases
 from tests.corpus.replay import Outcome, replay
 

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.corpus import load_cases
-from tests.corpus.replay import Outcome, replay
 
 from corral.http import CLOSED, NEED_DATA, PAUSED, Connection, Data, EndOfMessage, Limits, Request
 from corral.http.events import Event
+from tests.corpus import load_cases
+from tests.corpus.replay import Outcome, replay
 
 VALID = [case.raw for case in load_cases() if case.expect_status is None]
 ALL = [case.raw for case in load_cases()]
