@@ -115,12 +115,7 @@ class ChunkedDecoder:
         if not buf:
             return None
         left = self._left
-        if len(buf) <= left:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:left])
-            del buf[:left]
+        data = take(buf, left)
         self._left = left - len(data)
         if not self._left:
             self._state = _DATA_END
@@ -156,3 +151,14 @@ class ChunkedDecoder:
         if self._trailer_bytes > limits.header_section:
             raise ProtocolError(431, "trailer section too large")
         return True
+
+
+def take(buf: bytearray, n: int) -> bytes:
+    """Remove and return up to ``n`` bytes from the front of ``buf``."""
+    if len(buf) <= n:
+        data = bytes(buf)
+        buf.clear()
+    else:
+        data = bytes(buf[:n])
+        del buf[:n]
+    return data

@@ -50,7 +50,7 @@ from typing import Final
 import httptools
 
 from corral.http import checks, writer
-from corral.http.chunked import ChunkedDecoder
+from corral.http.chunked import ChunkedDecoder, take
 from corral.http.events import (
     CLOSED,
     NEED_DATA,
@@ -189,12 +189,7 @@ class Connection:
             if self._eof:
                 raise ProtocolError(400, "connection closed in request body")
             return NEED_DATA
-        if len(buf) <= left:
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:left])
-            del buf[:left]
+        data = take(buf, left)
         self._body_left = left - len(data)
         return Data(data)
 
@@ -212,9 +207,9 @@ class Connection:
     def _discard(self) -> Request | Data | EndOfMessage | Sentinel:
         """Drop the rest of an unread Content-Length body, then read the next head."""
         buf = self._buf
-        take = min(self._body_left, len(buf))
-        del buf[:take]
-        self._body_left -= take
+        n = min(self._body_left, len(buf))
+        del buf[:n]
+        self._body_left -= n
         if self._body_left:
             return CLOSED if self._eof else NEED_DATA
         self._state = _HEAD

@@ -142,3 +142,14 @@ def log_app_error(conn: Conn, what: str) -> None:
         )
     else:
         error_log.exception("%s (%s)", what, describe(conn.request))
+
+
+def close_result(conn: Conn) -> None:
+    """PEP 3333: call the result's close() exactly once, whatever happened."""
+    result, conn.result = conn.result, None
+    close = getattr(result, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            error_log.exception("error closing the WSGI app's result")

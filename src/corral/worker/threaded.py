@@ -29,6 +29,7 @@ from corral.worker.conn import Conn
 from corral.worker.respond import (
     account_body,
     body_length,
+    close_result,
     head_if_needed,
     internal_error,
     log_app_error,
@@ -94,7 +95,7 @@ def serve_blocking(app: WSGIApp, conn: Conn, environ: dict[str, Any], timeout_s:
         log_app_error(conn, "error in WSGI app's response")
         _fail(conn, timeout_s)
     finally:
-        _close_result(conn)
+        close_result(conn)
 
 
 def _send_result(conn: Conn, result: Any, timeout_s: float) -> None:
@@ -160,7 +161,7 @@ def _sendfile(
 
 def _fail(conn: Conn, timeout_s: float) -> None:
     """Answer 500 (or the body's protocol error) if nothing was sent, else abort."""
-    _close_result(conn)
+    close_result(conn)
     resp = conn.resp
     conn.must_close = True
     if resp is not None and resp.headers_sent:
@@ -179,13 +180,3 @@ def _fail(conn: Conn, timeout_s: float) -> None:
         conn.bytes_out += send_blocking(conn.sock, data, timeout_s)
     except Exception:
         conn.abort = True
-
-
-def _close_result(conn: Conn) -> None:
-    result, conn.result = conn.result, None
-    close = getattr(result, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            error_log.exception("error closing the WSGI app's result")
