@@ -18,6 +18,16 @@ def test_backoff_doubles_and_caps() -> None:
     assert delays == sorted(delays)
 
 
+def test_healthy_deaths_do_not_back_off_but_boot_loops_do() -> None:
+    assert policy.crash_streak(3, was_ready=True, lived_s=5.0) == 0
+    assert policy.respawn_delay(policy.crash_streak(0, was_ready=True, lived_s=5.0)) == 0.0
+    streak = 0
+    for _ in range(4):  # dies while booting, again and again
+        streak = policy.crash_streak(streak, was_ready=False, lived_s=0.2)
+    assert streak == 4 and policy.respawn_delay(streak) > 0.5
+    assert policy.crash_streak(0, was_ready=True, lived_s=0.3) == 1  # dies right after ready
+
+
 def test_decode_exit_code_and_signal() -> None:
     pid = os.fork()
     if pid == 0:

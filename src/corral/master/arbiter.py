@@ -365,7 +365,7 @@ class Arbiter:
             )
         if not worker.stopping:
             lived = now - worker.spawned_at
-            gen.crashes = 1 if lived > 10.0 else gen.crashes + 1
+            gen.crashes = policy.crash_streak(gen.crashes, worker.ready, lived)
             gen.next_spawn_at = now + policy.respawn_delay(gen.crashes)
         self._forget(worker, reason)
 

@@ -17,6 +17,17 @@ BACKOFF_MAX_S = 5.0
 MAX_BOOT_FAILURES = 3
 
 
+HEALTHY_LIFETIME_S = 1.0  # a worker ready this long that dies is respawned without backoff
+
+
+def crash_streak(previous: int, was_ready: bool, lived_s: float) -> int:
+    """Consecutive-crash count after an unexpected exit. A worker that served for a while and was
+    killed (OOM, an operator) is replaced at once: its peers are absorbing its connections. Only
+    workers dying while booting or right after lengthen the streak, which is what stops a crash
+    loop without slowing recovery from one-off deaths."""
+    return 0 if was_ready and lived_s > HEALTHY_LIFETIME_S else previous + 1
+
+
 def respawn_delay(consecutive_crashes: int) -> float:
     if consecutive_crashes <= 0:
         return 0.0
