@@ -1,0 +1,1 @@
+"""Tiny WSGI apps served by ``benchmarks/hello.py`` and ``benchmarks/reload.py``."""
