@@ -25,7 +25,8 @@ Theory of operation. One thread, one ``select.epoll``, level-triggered:
 * Signal handlers only set flags; ``signal.set_wakeup_fd`` wakes ``epoll``. SIGTERM drains
   (stop accepting, finish in-flight and already-received requests with ``Connection: close``,
   close idle connections, give up after ``graceful_timeout_s``); SIGINT/SIGQUIT stop at once;
-  SIGUSR1 reopens log files.
+  SIGUSR1 reopens log files; SIGUSR2 writes a copy-on-write attribution report
+  (``corral.memory.attribution``; a one-shot diagnostic).
 * The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
   (an app call running in the loop's thread holds it: that is what the master's stuck-worker
   detection is for).
@@ -58,6 +59,7 @@ from corral.http import (
     ProtocolError,
     Request,
 )
+from corral.memory import attribution  # imported in the zygote: shared, not a worker's copy
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
@@ -66,6 +68,7 @@ from corral.worker.respond import (
     account_body,
     body_length,
     close_if_body_unsent,
+    close_result,
     describe,
     head_if_needed,
     internal_error,
@@ -127,6 +130,7 @@ class Worker:
         self.stop_now = False
         self.term_requested = False
         self.reopen_requested = False
+        self.cow_report_requested = False
         self.drain_deadline = float("inf")
         self.now = time.monotonic()
         self.access = settings.access_log if settings.access_log != "off" else ""
@@ -208,6 +212,7 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGQUIT, self._on_signal)
         signal.signal(signal.SIGUSR1, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only flags here: the loop acts on them (logging in a handler can deadlock).
@@ -215,6 +220,8 @@ class Worker:
             self.term_requested = True
         elif signum == signal.SIGUSR1:
             self.reopen_requested = True
+        elif signum == signal.SIGUSR2:
+            self.cow_report_requested = True
         else:
             self.stop_now = True
 
@@ -227,6 +234,9 @@ class Worker:
         if self.reopen_requested:
             self.reopen_requested = False
             reopen_log_files()
+        if self.cow_report_requested:
+            self.cow_report_requested = False
+            attribution.on_request(lambda: self.slot.heartbeat(time.monotonic()))
         if self.app_threads is not None:
             done = self.app_threads.done
             while not done.empty():
@@ -605,14 +615,7 @@ class Worker:
         return True
 
     def _close_result(self, conn: Conn) -> None:
-        """PEP 3333: call the result's close() exactly once, whatever happened."""
-        result, conn.result = conn.result, None
-        close = getattr(result, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                error_log.exception("error closing the WSGI app's result")
+        close_result(conn)
 
     # ----------------------------------------------------------------- errors and closing
 
