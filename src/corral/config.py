@@ -335,6 +335,15 @@ SETTINGS: tuple[Setting, ...] = (
         section="memory",
     ),
     S(
+        "track_writes",
+        bool,
+        False,
+        "Count, per request path, the pre-fork heap pages each request writes (userfaultfd "
+        "write-protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page "
+        "written. Reports go to $TMPDIR/corral-writes-PID.json.",
+        section="memory",
+    ),
+    S(
         "memory_sample_s",
         float,
         2.0,

@@ -25,5 +25,6 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         access_log=cfg.access_log,
         root_path=cfg.root_path.rstrip("/"),
         threads=cfg.threads,
+        track_writes=cfg.track_writes,
         accept_batch=1,  # one per wake-up spreads new connections across workers
     )

@@ -59,7 +59,7 @@ from corral.http import (
     ProtocolError,
     Request,
 )
-from corral.memory import attribution  # imported in the zygote: shared, not a worker's copy
+from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
@@ -136,6 +136,7 @@ class Worker:
         self.access = settings.access_log if settings.access_log != "off" else ""
         self.wake_r, self.wake_w = socket.socketpair()
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
+        self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -144,6 +145,8 @@ class Worker:
             faulthandler.enable()  # SIGABRT from the master dumps every thread's stack
         self.slot.set_state(WorkerState.BOOTING)
         self._install_signals()
+        if self.settings.track_writes:  # None (and one warning) when the kernel can't
+            self.writes = writetrack.RequestWrites.start()
         if self.settings.threads > 1:
             self.app_threads = AppThreads(
                 self.app, self.settings.threads, self.settings.send_timeout_s, self.wake_w
@@ -182,6 +185,8 @@ class Worker:
 
     def _tick(self, now: float) -> None:
         self.slot.heartbeat(now)
+        if self.writes is not None:
+            self.writes.maybe_dump(now)
         if not self.accepting and len(self.conns) < self.settings.max_connections:
             self._start_accepting()  # after an accept error pause (no-op while draining)
         expired = [conn for conn in self.conns.values() if conn.deadline <= now]
@@ -198,6 +203,8 @@ class Worker:
         signal.set_wakeup_fd(-1)
         self.wake_r.close()
         self.wake_w.close()
+        if self.writes is not None:
+            self.writes.close()
         self.slot.set_connections(0)
         self.slot.set_state(WorkerState.EXITED)
 
@@ -397,6 +404,8 @@ class Worker:
         inp = InputStream(source or empty_source)
         conn.resp, conn.input = resp, inp
         environ = build_environ(request, conn.base, inp, self.settings.root_path)
+        if self.writes is not None:
+            self.writes.before_request()
         self.slot.start_request(self.now, request.method, request.path)
         if self.app_threads is not None:
             self._hand_to_thread(conn, environ)
@@ -594,6 +603,8 @@ class Worker:
         status = resp.status_code if resp is not None else 0
         bytes_in = conn.input.bytes_read if conn.input is not None else 0
         self.slot.finish_request(end, status, end - conn.started, bytes_in, conn.bytes_out)
+        if self.writes is not None and request is not None:
+            self.writes.after_request(request.path)  # after the latency figure: not in it
         if self.access and request is not None:
             log_request(self.access, conn.remote, request, status, conn.bytes_out)
         if conn.writing:

@@ -45,6 +45,7 @@ class WorkerSettings:
     url_scheme: str = "http"
     max_connections: int = 1000  # open client connections; accepting pauses at the limit
     accept_batch: int = 64  # connections accepted per listener wake-up
+    track_writes: bool = False  # count pre-fork pages written per request path (opt-in)
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:

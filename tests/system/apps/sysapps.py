@@ -48,3 +48,14 @@ def corpus_app(environ: dict[str, Any], start_response: StartResponse) -> Iterab
     """What the corpus expectations assume: read the whole body, answer 200 with 3 bytes."""
     environ["wsgi.input"].read()
     return _reply(start_response, b"ok\n")
+
+
+SHARED_TABLE = [{"n": i} for i in range(20000)]  # built at import: pre-fork, shared
+
+
+def touch_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """/write rewrites every dict of the pre-fork table (un-sharing its pages); / does nothing."""
+    if environ["PATH_INFO"] == "/write":
+        for row in SHARED_TABLE:
+            row["n"] += 1
+    return _reply(start_response, b"ok\n")
