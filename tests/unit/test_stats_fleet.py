@@ -140,3 +140,17 @@ def test_event_log_is_bounded(board: Scoreboard) -> None:
     for i in range(1000):
         fleet.record_event(float(i), "spawn", 0, "x")
     assert 0 < len(fleet.events) <= 500 and fleet.events[-1].t == 999.0
+
+
+def test_exited_but_unreaped_worker_still_counts(board: Scoreboard) -> None:
+    """Between a worker's exit and the master reaping it, its requests stay in the totals."""
+    fleet = Fleet(board, now=0.0)
+    w0 = spawn(board, 0, 100, 0, 0.0)
+    serve(w0, 40)
+    w0.set_state(WorkerState.EXITED)  # the worker is gone; the master has not retired it yet
+    snap = fleet.snapshot(1.0)
+    assert snap.totals.requests == 40
+    assert snap.workers == ()  # not shown as a live worker
+    fleet.retire(board.read(0), "max-requests", 1.5)
+    board.clear(0)
+    assert fleet.snapshot(2.0).totals.requests == 40  # counted once, not twice

@@ -308,18 +308,25 @@ class Fleet:
 
     def live_slots(self) -> list[SlotSnapshot]:
         """Slots owned by a worker that has not been retired."""
-        out = []
-        for s in self.scoreboard.read_all():
-            if s.live and incarnation(s) not in self._retired_keys:
-                out.append(s)
-        return out
+        return [s for s in self.counted_slots() if s.live]
+
+    def counted_slots(self) -> list[SlotSnapshot]:
+        """Slots whose counters are not in the retired totals yet: the live ones, and those of
+        workers that exited but that the master has not reaped (and retired) yet. Leaving the
+        latter out would make totals dip between a worker's exit and its reaping."""
+        return [
+            s
+            for s in self.scoreboard.read_all()
+            if s.state != WorkerState.EMPTY and incarnation(s) not in self._retired_keys
+        ]
 
     def snapshot(self, now: float) -> FleetSnapshot:
         """Read every slot, update the rate history and build the exported picture."""
-        live = self.live_slots()
+        counted = self.counted_slots()
+        live = [s for s in counted if s.live]
         totals = self.retired.copy()
         by_slot = {i: c.copy() for i, c in self._retired_by_slot.items()}
-        for s in live:
+        for s in counted:
             totals.add_slot(s)
             by_slot.setdefault(s.index, Counters()).add_slot(s)
         self._rates.observe(now, totals)
