@@ -103,7 +103,8 @@ def test_counts_are_exact_and_memory_matches_proc(corral_factory: Any) -> None:
         mem = worker["memory"]
         actual = read_smaps_rollup(worker["pid"])
         assert abs(mem["rss"] - actual.rss) <= 0.05 * actual.rss
-        assert abs(mem["uss"] - actual.uss) <= 0.10 * actual.uss + 256 * 1024
+        # A young worker's private memory still moves by a few hundred KiB between samples.
+        assert abs(mem["uss"] - actual.uss) <= max(0.10 * actual.uss, 1024 * 1024)
 
 
 def test_latency_histogram_agrees_with_clients(corral_factory: Any) -> None:

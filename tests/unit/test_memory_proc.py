@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import select
 import struct
@@ -92,13 +93,17 @@ def test_parse_smaps_rollup_errors() -> None:
 
 def test_read_smaps_rollup_live() -> None:
     before = read_smaps_rollup(os.getpid())
-    block = bytearray(os.urandom(16 * 1024 * 1024))  # private, dirty, resident
+    # A fresh anonymous mapping, every page written: 16 MiB that were surely not resident before
+    # (malloc could reuse freed, still-resident heap memory instead).
+    block = mmap.mmap(-1, 16 * 1024 * 1024)
+    for offset in range(0, len(block), mmap.PAGESIZE):
+        block[offset] = 1
     after = read_smaps_rollup(os.getpid())
     assert after.uss - before.uss >= 15 * 1024 * 1024
     assert after.rss >= after.uss > 0
     assert after.rss >= after.pss >= after.uss
     assert after.taken_at >= before.taken_at
-    del block
+    block.close()
 
 
 def test_statm() -> None:
