@@ -22,21 +22,12 @@ from typing import Any
 
 import pytest
 
+from tests.pythons import interpreter
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-
-
-def _interpreter(version: str) -> Path:
-    """This interpreter when it is ``version``, else the newest pyenv build of it."""
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return Path(sys.executable)
-    found = sorted(PYENV.glob(f"{version}.*/bin/python3"), key=lambda p: p.parts[-3])
-    return found[-1] if found else PYENV / f"{version}.x" / "bin" / "python3"
-
-
-INTERPRETERS = {"3.12": _interpreter("3.12"), "3.13": _interpreter("3.13")}
+INTERPRETERS = {"3.12": interpreter("3.12"), "3.13": interpreter("3.13")}
 HEAP_MB = 60
 IMMORTAL_REFCNT = 0xFFFFFFFF
 
