@@ -214,3 +214,19 @@ def test_refused_while_other_threads_run() -> None:
         stop.set()
         worker.join(30.0)
     assert refusal is not None and "agent" in refusal
+
+
+def test_immortal_walk_does_not_trust_a_proxys_class() -> None:
+    """A lazy proxy that claims to be a dict through ``__class__`` (Django's SimpleLazyObject
+    does) must not break the walk: isinstance() says dict, dict.keys() would raise TypeError."""
+    from corral.memory.immortal import _expand
+
+    class LazyDict:
+        @property
+        def __class__(self) -> type:  # type: ignore[override]
+            return dict
+
+    proxy = LazyDict()
+    assert isinstance(proxy, dict)  # what fooled the walk
+    found = _expand([proxy, {"planted-key": 1}])
+    assert "planted-key" in found

@@ -154,8 +154,10 @@ def _expand(batch: list[object]) -> list[object]:
         return []
     found: list[object] = gc.get_referents(*batch)
     for obj in batch:
-        if isinstance(obj, dict):
-            found.extend(dict.keys(obj))  # dict.keys: bypass a subclass's own __iter__
+        # type(), never isinstance(): a lazy proxy (Django's SimpleLazyObject) reports the
+        # wrapped class through __class__, and reading it would also evaluate the proxy.
+        if issubclass(type(obj), dict):
+            found.extend(dict.keys(obj))  # type: ignore[arg-type]  # bypass a subclass's __iter__
         elif type(obj) is CodeType:
             found.extend(_code_parts(obj))
     return found
