@@ -1,0 +1,1 @@
+"""A reference Django monolith for copy-on-write benchmarks (see examples/monolith/README.md)."""
