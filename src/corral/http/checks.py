@@ -35,6 +35,10 @@ _ABSOLUTE: Final = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?]*)(.*)", re.
 _HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 _DIGITS: Final = re.compile(rb"[0-9]+")
 
+# Host values that passed check_host (only valid ones, so a hit means "valid").
+_VALID_HOSTS: Final[set[bytes]] = set()
+_VALID_HOSTS_MAX: Final = 256
+
 # Longest Content-Length we parse: 18 digits cannot overflow a signed 64-bit integer.
 _MAX_CL_DIGITS: Final = 18
 
@@ -123,8 +127,13 @@ def _valid_host(value: bytes) -> bool:
 
 def check_host(value: bytes) -> bytes:
     """RFC 9110 §7.2 Host = uri-host [":" port]; empty is allowed (RFC 9112 §3.2)."""
+    if value in _VALID_HOSTS:  # a server sees few distinct Host values: skip the regex
+        return value
     if not _valid_host(value):
         raise ProtocolError(400, "invalid Host header")
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:  # clients choose Host: stay bounded
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(value)
     return value
 
 

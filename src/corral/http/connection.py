@@ -27,8 +27,10 @@ colon, no obs-fold, no CTL/NUL, CRLF only) with no Python callbacks; the validat
 are then split with ``bytes.split``/``partition`` (cheaper than a callback per field). llhttp
 only ever sees heads: bodies are framed in Python (Content-Length by slicing, chunked by
 ``ChunkedDecoder``), so a body can never run into the next pipelined request and llhttp never
-parses bytes that belong to a later cycle. Semantic checks llhttp does not make live in
-``checks.py``.
+parses bytes that belong to a later cycle. A connection keeps its parser across bodiless
+keep-alive heads (building one costs more than parsing a short head); any error from a reused
+parser is re-checked by a fresh one, so verdicts never depend on earlier requests. Semantic
+checks llhttp does not make live in ``checks.py``.
 
 Response side: ``send_response``/``send_data``/``send_eom`` return the bytes to write; the
 framing is decided once by ``writer.build_head``.
@@ -127,6 +129,7 @@ class Connection:
         self._body_left = 0  # Content-Length bytes not yet returned (or to discard)
         self._chunked: ChunkedDecoder | None = None
         self._close_after = False
+        self._parser: httptools.HttpRequestParser | None = None  # see _validate_head
         self._reset_scan()
         self._reset_response()
 
@@ -226,10 +229,12 @@ class Connection:
 
     def _next_head(self) -> Request | Sentinel:
         buf = self._buf
+        if not buf:  # the usual call after a response: nothing pipelined
+            return CLOSED if self._eof else NEED_DATA
         if self._line_start == 0 and buf[:2] == b"\r\n":
             self._skip_empty_lines(buf)
-        if not buf:
-            return CLOSED if self._eof else NEED_DATA
+            if not buf:
+                return CLOSED if self._eof else NEED_DATA
         end = -1
         if self._scan == 0:
             end = buf.find(b"\r\n\r\n")
@@ -329,18 +334,39 @@ class Connection:
     def _parse_head(self, head: bytes) -> Request:
         first = head.find(b"\r\n")
         rl = checks.parse_request_line(head[:first])
+        self._validate_head(head)
+        request = self._build_request(rl, _Fields(head[first + 2 : -4]))
+        if request.chunked or request.content_length or not request.keep_alive:
+            self._parser = None  # llhttp now waits for a body (or is closed): not reusable
+        self._request = request
+        self._start_body(request)
+        return request
+
+    def _validate_head(self, head: bytes) -> None:
+        """llhttp's verdict on ``head``, always the one a fresh parser would give.
+
+        A parser that last saw a complete bodiless keep-alive head is back at the start of a
+        message, so it is kept and fed the next head (saves building one per request). If it
+        objects to anything, a fresh parser decides instead, so the error raised (and whether
+        there is one) never depends on what the connection saw before.
+        """
+        parser = self._parser
+        if parser is not None:
+            try:
+                parser.feed_data(head)
+                return
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                pass  # let a fresh parser give the verdict
+        parser = self._parser = httptools.HttpRequestParser(_QUIET)
         try:
-            httptools.HttpRequestParser(_QUIET).feed_data(head)
+            parser.feed_data(head)
         except httptools.HttpParserUpgrade:
-            pass  # Upgrade is ignored (RFC 9110 §7.8); the head itself parsed fine
+            self._parser = None  # paused by llhttp: not reusable
+            # Upgrade is ignored (RFC 9110 §7.8); the head itself parsed fine
         except httptools.HttpParserInvalidMethodError as exc:
             raise ProtocolError(501, "method not implemented") from exc
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, f"malformed request head: {exc}") from exc
-        request = self._build_request(rl, _Fields(head[first + 2 : -4]))
-        self._request = request
-        self._start_body(request)
-        return request
 
     def _build_request(self, rl: checks.RequestLine, fields: _Fields) -> Request:
         http11 = rl.version == "1.1"
@@ -364,20 +390,21 @@ class Connection:
         chunked = _check_framing(te, length, http11)
         keep_alive = b"close" not in conn and (http11 or b"keep-alive" in conn)
         expect_continue = http11 and _check_expect(expect)
+        # Positional: a slots dataclass's __init__ with 13 keywords costs several times more.
         return Request(
-            method=rl.method,
-            target=rl.target,
-            path=rl.path,
-            query=rl.query,
-            http_version=rl.version,
-            headers=fields.headers,
-            host=rl.host if rl.host is not None else host,
-            keep_alive=keep_alive,
-            content_length=None if chunked else length,
-            chunked=chunked,
-            expect_continue=expect_continue,
-            scheme=rl.scheme,
-            dropped_headers=fields.dropped,
+            rl.method,
+            rl.target,
+            rl.path,
+            rl.query,
+            rl.version,
+            fields.headers,
+            rl.host if rl.host is not None else host,  # host
+            keep_alive,
+            None if chunked else length,  # content_length
+            chunked,
+            expect_continue,
+            rl.scheme,
+            fields.dropped,  # dropped_headers
         )
 
     def _start_body(self, request: Request) -> None:

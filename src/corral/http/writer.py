@@ -15,7 +15,9 @@ response head and a ``Framing`` decision the connection applies to the body:
 * ``Date`` (RFC 9110 §6.6.1, formatted once per second) and ``Server: corral`` are added
   unless the app set them.
 
-Validation is done on whole joined strings (two regex scans for all headers), not per byte.
+Validation is done on whole joined strings (two regex scans for all headers), not per byte,
+and only once per distinct (status, reason, headers): the validated, serialised block is
+cached (bounded), and only Date, framing and Connection are added per response.
 """
 
 from __future__ import annotations
@@ -125,25 +127,57 @@ def _content_length(value: bytes, previous: int | None) -> int:
     return length
 
 
-def build_head(
-    status: int,
-    headers: list[tuple[bytes, bytes]],
-    reason: bytes | None,
-    *,
-    head_request: bool,
-    http11: bool,
-    keep_alive: bool,
-) -> Head:
-    """Serialise a response head; ``keep_alive`` is what the cycle allows so far."""
+class _Block:
+    """What ``build_head`` learns from one (status, reason, headers): the status line and
+    the app's headers, validated, filtered and serialised, and the facts framing needs."""
+
+    __slots__ = ("app_close", "data", "length", "seen_date", "seen_server")
+
+    def __init__(
+        self, data: bytes, length: int | None, app_close: bool, seen_date: bool, seen_server: bool
+    ) -> None:
+        self.data = data
+        self.length = length
+        self.app_close = app_close
+        self.seen_date = seen_date
+        self.seen_server = seen_server
+
+
+# Apps answer most requests with a handful of distinct header lists, so the work above is done
+# once per distinct (status, reason, headers) and reused. Only successes are cached, and the
+# result depends on nothing but the key, so a hit gives exactly what a miss would. Bounded
+# because apps can put per-request values (ETag, Set-Cookie) in headers; when full it is
+# emptied (one atomic step, safe with app threads) and the steady header lists come back.
+_BLOCKS: dict[object, _Block] = {}
+_BLOCKS_MAX: Final = 256
+
+
+def _block(status: int, reason: bytes | None, headers: list[tuple[bytes, bytes]]) -> _Block:
+    """The cached ``_Block`` for these arguments, computed on a miss."""
+    try:
+        key: object = (status, reason, tuple(headers))
+        block = _BLOCKS.get(key)
+    except TypeError:  # an unhashable item: not cacheable; _serialise reports it
+        return _serialise(status, reason, headers)
+    if block is None:
+        block = _serialise(status, reason, headers)
+        if len(_BLOCKS) >= _BLOCKS_MAX:
+            _BLOCKS.clear()
+        _BLOCKS[key] = block
+    return block
+
+
+def _serialise(status: int, reason: bytes | None, headers: list[tuple[bytes, bytes]]) -> _Block:
+    """Validate and serialise what a response head takes from the app (no caching)."""
     validate_headers(headers)
     out = [_status_line(status, reason)]
     length: int | None = None
-    seen_date = seen_server = False
+    app_close = seen_date = seen_server = False
     for name, value in headers:
         lname = name.lower()
         if lname in _HOP_BY_HOP:
             if lname == b"connection" and b"close" in split_list(value):
-                keep_alive = False
+                app_close = True
             continue
         if lname == b"content-length":
             dup = length is not None
@@ -155,14 +189,32 @@ def build_head(
         elif lname == b"server":
             seen_server = True
         out.append(name + b": " + value + b"\r\n")
+    return _Block(b"".join(out), length, app_close, seen_date, seen_server)
+
+
+def build_head(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    reason: bytes | None,
+    *,
+    head_request: bool,
+    http11: bool,
+    keep_alive: bool,
+) -> Head:
+    """Serialise a response head; ``keep_alive`` is what the cycle allows so far."""
+    block = _block(status, reason, headers)
+    length = block.length
+    out = [block.data]
     framing = _framing(status, length, head_request=head_request, http11=http11)
     if framing == CHUNKED:
         out.append(b"Transfer-Encoding: chunked\r\n")
     elif framing == UNTIL_CLOSE:
         keep_alive = False
-    if not seen_date:
+    if block.app_close:
+        keep_alive = False
+    if not block.seen_date:
         out.append(date_line())
-    if not seen_server:
+    if not block.seen_server:
         out.append(b"Server: corral\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n\r\n")

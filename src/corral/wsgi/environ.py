@@ -4,7 +4,8 @@ Theory of operation: everything that is fixed for a connection (the socket's ser
 port, the peer address, the ``wsgi.*`` constants) goes into a *base* dict once per connection
 (:func:`connection_environ`); each request copies that dict and adds only what the request
 carries (:func:`build_environ`). Header names map to ``HTTP_*`` keys through a small cache, so
-the hot path does one dict lookup per header instead of ``upper().replace()``.
+the hot path does one dict lookup per header instead of ``upper().replace()``; the Host
+value's split into SERVER_NAME/SERVER_PORT is cached the same way (both bounded).
 
 Strings follow PEP 3333 "native strings": bytes from the wire are decoded as latin-1, so every
 byte survives and an app can recover the raw bytes with ``.encode("latin-1")``.
@@ -57,6 +58,22 @@ def split_host(host: bytes, default_port: str) -> tuple[str, str]:
     if sep and port.isdigit():
         return name, port
     return text, default_port
+
+
+_SERVER_CACHE: dict[tuple[bytes, str], tuple[str, str]] = {}
+_SERVER_CACHE_MAX = 256  # bounded: clients choose Host values
+
+
+def _server_of(host: bytes, default_port: str) -> tuple[str, str]:
+    """``split_host``, cached: a server sees few distinct Host values."""
+    key = (host, default_port)
+    server = _SERVER_CACHE.get(key)
+    if server is None:
+        server = split_host(host, default_port)
+        if len(_SERVER_CACHE) >= _SERVER_CACHE_MAX:
+            _SERVER_CACHE.clear()
+        _SERVER_CACHE[key] = server
+    return server
 
 
 def connection_environ(
@@ -115,7 +132,7 @@ def build_environ(
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
     environ["wsgi.input"] = input
     if request.host:
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = split_host(
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = _server_of(
             request.host, environ["SERVER_PORT"]
         )
     _add_headers(environ, request.headers)
