@@ -120,12 +120,13 @@ class ScoreboardSlot:
     once at construction: no locks, no system calls, no allocation beyond small ints.
     """
 
-    __slots__ = ("_b", "_d", "_q")
+    __slots__ = ("_b", "_d", "_line", "_q")
 
     def __init__(self, q: memoryview[int], d: memoryview[float], b: memoryview[int]) -> None:
         self._q = q
         self._d = d
         self._b = b
+        self._line = (b"", b"")  # (method, path) last written: most requests repeat it
 
     def set_state(self, state: WorkerState) -> None:
         self._q[STATE] = int(state)
@@ -141,7 +142,10 @@ class ScoreboardSlot:
         q[SEQ] += 1
         q[IN_FLIGHT] += 1
         self._d[REQUEST_START] = now
-        q[LINE_LEN] = _write_line(self._b, method, path)
+        line = self._line
+        if path != line[1] or method != line[0]:
+            q[LINE_LEN] = _write_line(self._b, method, path)
+            self._line = (method, path)
         q[SEQ] += 1
 
     def finish_request(
