@@ -138,15 +138,16 @@ class ScoreboardSlot:
         self._q[CONNECTIONS] = open_connections
 
     def start_request(self, now: float, method: bytes, path: bytes) -> None:
+        # No seqlock here: these fields are single aligned words read on their own (the request
+        # line is display-only and may show torn for one read); the bracket protects the
+        # counters that must agree with each other, written in finish_request.
         q = self._q
-        q[SEQ] += 1
         q[IN_FLIGHT] += 1
         self._d[REQUEST_START] = now
         line = self._line
         if path != line[1] or method != line[0]:
             q[LINE_LEN] = _write_line(self._b, method, path)
             self._line = (method, path)
-        q[SEQ] += 1
 
     def finish_request(
         self, now: float, status: int, duration_s: float, bytes_in: int, bytes_out: int
@@ -157,7 +158,8 @@ class ScoreboardSlot:
         cls = status // 100
         q[STATUS0 + (cls - 1 if 1 <= cls <= 5 else 4)] += 1
         q[IN_FLIGHT] -= 1
-        q[BYTES_IN] += bytes_in
+        if bytes_in:  # most requests have no body: skip a shared-memory write
+            q[BYTES_IN] += bytes_in
         q[BYTES_OUT] += bytes_out
         d[DURATION_SUM] += duration_s
         q[HIST0 + histogram.bucket_index(duration_s)] += 1
