@@ -181,3 +181,14 @@ def test_max_requests_due() -> None:
     assert not max_requests_due(999, 1000)
     assert max_requests_due(1000, 1000)
     assert not max_requests_due(10**9, 0)  # 0: no limit
+
+
+def test_far_over_the_limit_is_due_at_once_but_not_before_min_lifetime() -> None:
+    from corral.memory.recycle import URGENT_FACTOR
+
+    feeder = Feeder(RecyclePolicy(settings()))
+    feeder.tick({1: int(LIMIT * (URGENT_FACTOR + 0.05)), 2: int(LIMIT * 1.05)})
+    assert [d.worker_id for d in feeder.decide()] == [1]  # 2 is only marginally over: streak
+    young = Feeder(RecyclePolicy(settings()), now=0.0)
+    young.tick({1: LIMIT * 2}, started_at=0.0, step=1.0)
+    assert young.decide() == []  # still protected by the minimum lifetime

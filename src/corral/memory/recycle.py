@@ -6,6 +6,8 @@ and latency, so the memory policy asks for evidence:
 
 * **Hysteresis**: a worker is due only after ``consecutive`` samples in a row over its limit; one
   sample under the limit resets the streak (a transient peak during a big request is not a leak).
+  A single sample ``URGENT_FACTOR`` or more over the limit is due at once: a fast leak must not
+  run on while a streak builds up.
 * **Minimum lifetime**: a worker younger than ``min_lifetime_s`` is never recycled for memory,
   which stops a replace loop when the limit is below what a fresh worker needs.
 * **Jitter**: each worker's limit is lowered by a deterministic fraction (drawn from ``seed`` and
@@ -44,6 +46,9 @@ class Metric(StrEnum):
     USS = "uss"  # private pages: what replacing the worker frees (the default)
     PSS = "pss"  # private + a fair share of shared pages
     RSS = "rss"  # counts shared pages in full: overstates a CoW worker; cheap (statm)
+
+
+URGENT_FACTOR = 1.15  # a sample this far over the limit is due without waiting for a streak
 
 
 def jitter_unit(seed: int, worker_id: int) -> float:
@@ -157,11 +162,15 @@ class RecyclePolicy:
         return [min(due, key=lambda d: (-d.value / d.limit, d.worker_id))]
 
     def _due(self, worker_id: int, track: _Track, now: float) -> RecycleDecision | None:
-        if track.streak < self.settings.consecutive:
+        limit = self.settings.limit_for(worker_id)
+        # Far over the limit, one sample is evidence enough: waiting for a streak while a fast
+        # leak runs would let the worker grow well past the limit (hysteresis is for marginal
+        # overs, which is where flapping happens).
+        urgent = track.streak >= 1 and track.last_value >= limit * URGENT_FACTOR
+        if track.streak < self.settings.consecutive and not urgent:
             return None
         if now - track.started_at < self.settings.min_lifetime_s:
             return None
-        limit = self.settings.limit_for(worker_id)
         return RecycleDecision(worker_id, "memory", track.last_value, limit, track.streak)
 
 
