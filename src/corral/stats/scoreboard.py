@@ -116,17 +116,30 @@ class SlotSnapshot:
 class ScoreboardSlot:
     """The worker's write side of one slot; implements ``corral.stats.protocol.SlotWriter``.
 
-    Each call is a handful of in-place integer/float stores through memoryviews that were cast
-    once at construction: no locks, no system calls, no allocation beyond small ints.
+    Each call is a handful of integer/float stores through memoryviews cast once at
+    construction: no locks, no system calls. The worker is the slot's only writer, so it keeps
+    its counters in Python objects and only *stores* them into the mapping: a store through a
+    memoryview costs ~27 ns where a read-modify-write (``q[i] += 1``) costs ~70 ns. One writer
+    per slot and process: the mirrors start from the slot's values when the writer is made.
     """
 
-    __slots__ = ("_b", "_d", "_line", "_q")
+    __slots__ = (
+        "_b", "_bin", "_bout", "_d", "_dur", "_gc", "_gc_pause", "_hist", "_inflight", "_line",
+        "_q", "_seq", "_status",
+    )  # fmt: skip
 
     def __init__(self, q: memoryview[int], d: memoryview[float], b: memoryview[int]) -> None:
         self._q = q
         self._d = d
         self._b = b
         self._line = (b"", b"")  # (method, path) last written: most requests repeat it
+        self._seq = q[SEQ] + (q[SEQ] & 1)  # an odd value would be a torn bracket: round up
+        self._inflight = q[IN_FLIGHT]
+        self._status = [q[STATUS0 + k] for k in range(5)]
+        self._bin, self._bout, self._dur = q[BYTES_IN], q[BYTES_OUT], d[DURATION_SUM]
+        self._hist = [q[HIST0 + k] for k in range(histogram.NBUCKETS)]
+        self._gc = [q[GC_COUNT0 + g] for g in range(3)]
+        self._gc_pause = [d[GC_PAUSE0 + g] for g in range(3)]
 
     def set_state(self, state: WorkerState) -> None:
         self._q[STATE] = int(state)
@@ -142,7 +155,8 @@ class ScoreboardSlot:
         # line is display-only and may show torn for one read); the bracket protects the
         # counters that must agree with each other, written in finish_request.
         q = self._q
-        q[IN_FLIGHT] += 1
+        self._inflight = n = self._inflight + 1
+        q[IN_FLIGHT] = n
         self._d[REQUEST_START] = now
         line = self._line
         if path != line[1] or method != line[0]:
@@ -153,26 +167,41 @@ class ScoreboardSlot:
         self, now: float, status: int, duration_s: float, bytes_in: int, bytes_out: int
     ) -> None:
         q = self._q
-        d = self._d
-        q[SEQ] += 1
+        seq = self._seq
+        q[SEQ] = seq + 1  # odd: an update is in progress
         cls = status // 100
-        q[STATUS0 + (cls - 1 if 1 <= cls <= 5 else 4)] += 1
-        q[IN_FLIGHT] -= 1
+        k = cls - 1 if 1 <= cls <= 5 else 4
+        st = self._status
+        st[k] += 1
+        q[STATUS0 + k] = st[k]
+        self._inflight = n = self._inflight - 1
+        q[IN_FLIGHT] = n
         if bytes_in:  # most requests have no body: skip a shared-memory write
-            q[BYTES_IN] += bytes_in
-        q[BYTES_OUT] += bytes_out
-        d[DURATION_SUM] += duration_s
-        q[HIST0 + histogram.bucket_index(duration_s)] += 1
-        q[SEQ] += 1
+            self._bin += bytes_in
+            q[BYTES_IN] = self._bin
+        self._bout += bytes_out
+        q[BYTES_OUT] = self._bout
+        self._dur += duration_s
+        self._d[DURATION_SUM] = self._dur
+        i = histogram.bucket_index(duration_s)
+        h = self._hist
+        h[i] += 1
+        q[HIST0 + i] = h[i]
+        self._seq = seq + 2
+        q[SEQ] = seq + 2  # even again: consistent
 
     def record_gc(self, generation: int, pause_s: float) -> None:
         """Count one collection of ``generation`` (0..2) that paused the worker ``pause_s``."""
         g = generation if 0 <= generation <= 2 else 2
         q = self._q
-        q[SEQ] += 1
-        q[GC_COUNT0 + g] += 1
-        self._d[GC_PAUSE0 + g] += pause_s
-        q[SEQ] += 1
+        seq = self._seq
+        q[SEQ] = seq + 1
+        self._gc[g] += 1
+        q[GC_COUNT0 + g] = self._gc[g]
+        self._gc_pause[g] += pause_s
+        self._d[GC_PAUSE0 + g] = self._gc_pause[g]
+        self._seq = seq + 2
+        q[SEQ] = seq + 2
 
 
 def _write_line(b: memoryview[int], method: bytes, path: bytes) -> int:
