@@ -22,17 +22,11 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from corral.http.microbench import REQUEST as BROWSER_REQUEST
+
 REQUESTS = {
     "wrk": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
-    "browser": (
-        b"GET /articles/2026/11/some-page?ref=home&utm_source=x HTTP/1.1\r\n"
-        b"Host: www.example.com\r\n"
-        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
-        b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
-        b"Accept-Language: en-US,en;q=0.5\r\n"
-        b"Accept-Encoding: gzip, deflate, br\r\n"
-        b"Connection: keep-alive\r\n\r\n"
-    ),
+    "browser": BROWSER_REQUEST,
 }
 BODY = b"Hello, world!"
 

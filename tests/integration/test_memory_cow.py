@@ -17,16 +17,12 @@ which attribution does not map; see docs/memory.md).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.pythons import interpreter
+from tests.system.harness import start_corral
 
 pytestmark = pytest.mark.slow
 
@@ -152,31 +149,6 @@ class Running:
         return result
 
 
-def _wait_ready(ready_r: int, proc: subprocess.Popen[bytes], log_path: Path) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    buf = b""
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0 or proc.poll() is not None:
-            raise AssertionError(f"corral not ready:\n{log_path.read_text(errors='replace')}")
-        readable, _, _ = select.select([ready_r], [], [], min(left, 0.5))
-        if readable:
-            buf += os.read(ready_r, 1024)
-    return buf.decode().split("\n")[0].split()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Running]:
     (tmp_path / "cowapp.py").write_text(APP_SOURCE)
@@ -186,30 +158,15 @@ def server(tmp_path: Path) -> Iterator[Running]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    log_path = tmp_path / "corral.log"
-    ready_r, ready_w = os.pipe()
-    cmd = [sys.executable, "-m", "corral", "serve", "cowapp:app", "-b", "127.0.0.1:0"]
-    cmd += ["-w", "1", "--stats", "127.0.0.1:0", "--ready-fd", str(ready_w)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(ready_w,),
-            start_new_session=True,
-            env=env,
-            cwd=tmp_path,
-        )
-    os.close(ready_w)
+    c = start_corral(
+        tmp_path, "cowapp:app", "-b", "127.0.0.1:0", "-w", "1", "--stats", "127.0.0.1:0", env=env
+    )
     try:
-        url = _wait_ready(ready_r, proc, log_path)
-        match = re.search(r"stats on http://(\S+?)\)", log_path.read_text(errors="replace"))
-        assert match, log_path.read_text(errors="replace")
-        host, _, port = url.removeprefix("http://").rpartition(":")
-        yield Running(proc, host, int(port), match.group(1), log_path, env)
+        match = re.search(r"stats on http://(\S+?)\)", c.log())
+        assert match, c.log()
+        yield Running(c.proc, c.host, c.port, match.group(1), c.log_path, env)
     finally:
-        _stop(proc)
-        os.close(ready_r)
+        c.stop()
 
 
 def test_sharing_then_attribution(server: Running) -> None:
