@@ -83,3 +83,40 @@ def test_octave_bounds_are_exact_bucket_edges() -> None:
     assert bounds[0] == (0, h.LOW_S)
     for index, edge in bounds:
         assert h.bucket_index(edge * 0.99999) <= index < h.bucket_index(edge * 1.00001)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=3 * h.HIGH_S),
+            st.sampled_from([*h.EDGES[:5], *h.EDGES[-3:], h.LOW_S, h.HIGH_S, 0.0]),
+        ),
+        max_size=300,
+    )
+)
+def test_batch_counting_equals_one_sample_at_a_time(values: list[float]) -> None:
+    """The worker's per-flush path (sort + bisect per distinct bucket) counts every sample into
+    the bucket ``bucket_index`` gives it, edges included."""
+    counts = [0] * h.NBUCKETS
+    h.count_into(counts, list(values))
+    assert counts == build(values)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50), min_size=h.NBUCKETS, max_size=h.NBUCKETS))
+def test_one_pass_quantiles_equal_a_walk_of_the_buckets(counts: list[int]) -> None:
+    """``quantiles`` (cumulative sums + bisect) against the plain definition: the first bucket
+    at which the running count reaches the nearest rank."""
+    qs = (0.0, 0.5, 0.9, 0.99, 0.999, 1.0)
+    total = sum(counts)
+    want: list[float | None] = []
+    for q in qs:
+        if total == 0:
+            want.append(None)
+            continue
+        rank, seen = max(1, math.ceil(q * total)), 0
+        for i, n in enumerate(counts):
+            seen += n
+            if seen >= rank:
+                want.append(h.representative(i))
+                break
+    assert h.quantiles(counts, qs) == want

@@ -22,7 +22,6 @@ per pid. Everything here is pure: the clock is passed in.
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -120,12 +119,17 @@ class RateTracker:
     def __init__(self, window_s: float = 5.0, points: int = SERIES_POINTS) -> None:
         self.window_s = window_s
         self._samples: deque[_Sample] = deque(maxlen=points)
+        # the series' points, computed once as each sample arrives (a scrape reads them all)
+        self._points: deque[dict[str, float | None]] = deque(maxlen=max(1, points - 1))
 
     def observe(self, now: float, c: Counters) -> None:
         """Record cumulative totals at ``now`` (ignored if too close to the previous sample)."""
         if self._samples and now - self._samples[-1].t < MIN_SAMPLE_INTERVAL_S:
             return  # keep (time, values) pairs true; rates lag by at most the interval
-        self._samples.append(_Sample(now, *_figures(c)))
+        sample = _Sample(now, *_figures(c))
+        if self._samples:
+            self._points.append(_point(self._samples[-1], sample))
+        self._samples.append(sample)
 
     def window(self) -> Window:
         """Rates between the newest sample and the one about ``window_s`` before it."""
@@ -137,7 +141,7 @@ class RateTracker:
 
     def series(self) -> list[dict[str, float | None]]:
         """One point per consecutive pair of samples: the dashboard's time series."""
-        return [_point(a, b) for a, b in itertools.pairwise(self._samples)]
+        return list(self._points)
 
     def _at_or_before(self, t: float) -> _Sample:
         best = self._samples[0]
@@ -154,15 +158,17 @@ def _figures(c: Counters) -> tuple[int, int, int, tuple[int, ...]]:
 
 def _delta(old: _Sample, new: _Sample) -> Window:
     dt = max(new.t - old.t, 1e-9)
-    h = histogram.subtract(new.hist, old.hist)
+    p50, p90, p99, p999 = histogram.quantiles(
+        histogram.subtract(new.hist, old.hist), (0.50, 0.90, 0.99, 0.999)
+    )
     return Window(
         rps=max(0, new.requests - old.requests) / dt,
         errors_4xx_per_s=max(0, new.e4xx - old.e4xx) / dt,
         errors_5xx_per_s=max(0, new.e5xx - old.e5xx) / dt,
-        p50_s=histogram.quantile(h, 0.50),
-        p90_s=histogram.quantile(h, 0.90),
-        p99_s=histogram.quantile(h, 0.99),
-        p999_s=histogram.quantile(h, 0.999),
+        p50_s=p50,
+        p90_s=p90,
+        p99_s=p99,
+        p999_s=p999,
     )
 
 
