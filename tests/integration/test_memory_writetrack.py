@@ -97,7 +97,9 @@ def child_measure(
     dropped_before = tracker.dropped_pages
     out["discarded"] = (scan(), tracker.first_written, tracker.dropped_pages - dropped_before)
 
-    late = bytearray(8 << 20)  # mapped after the fork: not tracked
+    # mapped after the fork: not tracked. An explicit mapping: a bytearray this size may come
+    # from malloc's heap (glibc raises its mmap threshold after large frees earlier in the run)
+    late = mmap.mmap(-1, 8 << 20)
     lo = page_aligned_offset(late)
     scan()
     late[lo : lo + K * PAGE_SIZE : PAGE_SIZE] = b"\x04" * K
