@@ -58,8 +58,17 @@ def test_kill_and_reload_meet_their_bounds_and_a_loose_sla() -> None:
     server = report["server"]
     assert server["restarts"] >= 1 and server["recycles"]["crash"] >= 1
     assert server["recycles"]["reload"] >= 2
-    assert report["totals"]["ok_responses"] <= server["by_status"]["2xx"]
+    # the server saw every success the client did, but what the killed worker had not yet
+    # published (its last <= 5 ms: PUBLISH_AFTER_S), which chaos's cross-check allows for
+    assert within_unpublished(report["totals"]["ok_responses"], server["by_status"]["2xx"])
+    assert all(c["ok"] for c in report["cross_checks"])
     assert all(c["ok"] for c in report["sla"]) and report["ok"]
+
+
+def within_unpublished(client_ok: float, server_2xx: float) -> bool:
+    """``client_ok <= server_2xx``, but for one killed worker's last batch: at most 0.5% of a
+    run of several seconds (a batch is 5 ms of one worker's requests)."""
+    return client_ok - server_2xx <= 0.005 * client_ok
 
 
 def _metric_sum(text: str, name: str, **labels: str) -> float:
@@ -89,8 +98,10 @@ def test_attached_run_misses_an_impossible_sla_and_agrees_with_metrics(
     with urllib.request.urlopen(f"http://{stats}/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
     # the server started at zero and nothing else loaded it: its counters bound chaos's view
-    assert report["totals"]["ok_responses"] <= _metric_sum(
-        metrics, "corral_requests_total", status="2xx"
+    # (less the killed worker's unpublished batch)
+    assert within_unpublished(
+        report["totals"]["ok_responses"],
+        _metric_sum(metrics, "corral_requests_total", status="2xx"),
     )
     kills = sum(p["kills"] for p in report["phases"])
     assert kills == 1

@@ -77,6 +77,9 @@ def test_counts_are_exact_and_memory_matches_proc(corral_factory: Any) -> None:
     )
     url = _stats_url(c)
     _requests(c, ["/"] * 300 + ["/status/404"] * 7 + ["/status/503"] * 3)
+    # workers publish their counts within ~5 ms of the last response: wait for the last batch,
+    # then demand exact figures (a count past 310 fails here, one short fails the wait)
+    wait_for(lambda: _total(_metrics(url), "corral_request_duration_seconds_count") >= 310)
     metrics = _metrics(url)
     assert _total(metrics, "corral_requests_total", status="2xx") == 300
     assert _total(metrics, "corral_requests_total", status="4xx") == 7
@@ -135,6 +138,7 @@ def test_totals_survive_worker_recycling(corral_factory: Any) -> None:
     _requests(c, ["/"] * 200)  # at least one worker passes 50 and is replaced
     c.wait_log("exited with code 0 (max-requests)")
     _requests(c, ["/"] * 100)
+    wait_for(lambda: _total(_metrics(url), "corral_requests_total") >= 300)
     metrics = _metrics(url)
     assert _total(metrics, "corral_requests_total", status="2xx") == 300
     assert _total(metrics, "corral_worker_recycles_total", reason="max-requests") >= 1

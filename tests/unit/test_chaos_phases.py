@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import pytest
 
@@ -26,6 +27,7 @@ from corral.bench.chaos import (
 )
 from corral.bench.result import SecondStats
 from corral.bench.sla import evaluate, parse_sla
+from corral.stats.scoreboard import PUBLISH_AFTER_S
 
 
 def second(s: int, requests: int, latency_us: int = 1000, **errors: int) -> SecondStats:
@@ -149,6 +151,10 @@ def test_stats_delta_and_cross_checks() -> None:
     too_many, restarts = cross_checks(100, delta, kills=2, hangs=1)
     assert not too_many.ok and not restarts.ok
     assert cross_checks(5, None, 1, 0) == []
+    # a killed worker's unpublished batch: at most PUBLISH_AFTER_S of the peak rate per kill
+    lost = math.ceil(2 * 4000 * PUBLISH_AFTER_S)
+    assert cross_checks(99 + lost, delta, kills=1, hangs=1, peak_rps=4000)[0].ok
+    assert not cross_checks(100 + lost, delta, kills=1, hangs=1, peak_rps=4000)[0].ok
 
 
 def test_report_verdict_needs_phases_sla_and_cross_checks() -> None:

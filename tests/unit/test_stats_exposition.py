@@ -73,6 +73,7 @@ def snapshot() -> Iterator[FleetSnapshot]:
             w.start_request(0.0, b"GET", b"/")
             w.finish_request(0.0, 200 if n % 10 else 503, 0.0001 * (n + 1), 100, 1000)
         w.record_gc(2, 0.002)
+        w.flush()
     fleet.snapshot(0.0)
     fleet.retire(board.read(1), "crash", now=1.0)
     board.reset(1, 102, 1, 1, 1.0)

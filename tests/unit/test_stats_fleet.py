@@ -22,6 +22,7 @@ def serve(w: ScoreboardSlot, n: int, status: int = 200, duration: float = 0.002)
     for _ in range(n):
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, status, duration, 10, 100)
+    w.flush()  # as the worker loop does after each iteration
 
 
 def spawn(board: Scoreboard, index: int, pid: int, gen: int, now: float) -> ScoreboardSlot:
@@ -130,6 +131,7 @@ def test_full_collections_are_marked_on_the_timeline(board: Scoreboard) -> None:
     fleet.snapshot(0.0)
     w.record_gc(2, 0.01)
     w.record_gc(0, 0.0001)
+    w.flush()
     fleet.snapshot(1.0)
     gc_events = [e for e in fleet.events if e.kind == "gc"]
     assert len(gc_events) == 1 and gc_events[0].worker == 1 and gc_events[0].t == 1.0

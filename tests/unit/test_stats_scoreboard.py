@@ -12,6 +12,7 @@ import pytest
 from corral.stats import histogram
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.stats.scoreboard import (
+    PUBLISH_AFTER_S,
     REQUEST_LINE_BYTES,
     SLOT_STRIDE,
     Scoreboard,
@@ -72,6 +73,8 @@ def test_request_cycle_updates_every_counter(board: Scoreboard) -> None:
     s = board.read(0)
     assert s.in_flight == 1 and s.request_line == "POST /api/items" and s.request_start == 13.0
     w.finish_request(13.2, 404, 0.2, 111, 222)
+    assert board.read(0).requests == 0  # batched until the loop publishes it
+    w.flush()
     s = board.read(0)
     assert s.state == WorkerState.READY and s.heartbeat == 12.5 and s.connections == 3
     assert s.requests == 1 and s.by_status == (0, 0, 0, 1, 0)
@@ -86,6 +89,7 @@ def test_odd_status_codes_count_as_5xx(board: Scoreboard) -> None:
     for status in (99, 600, 0):
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, status, 0.001, 0, 0)
+    w.flush()
     assert board.read(0).by_status == (0, 0, 0, 0, 3)
 
 
@@ -109,7 +113,10 @@ def test_pid_is_claimed_by_the_writer_or_set_by_the_master(board: Scoreboard) ->
 
 
 def test_slots_are_independent(board: Scoreboard) -> None:
-    board.writer(0).finish_request(0.0, 200, 0.001, 1, 1)
+    w = board.writer(0)
+    w.finish_request(0.0, 200, 0.001, 1, 1)
+    w.flush()
+    assert board.read(0).requests == 1
     assert board.read(1).requests == 0 and board.read(2).requests == 0
     with pytest.raises(IndexError):
         board.writer(3)
@@ -128,6 +135,9 @@ def test_counts_written_in_a_forked_child_are_read_exactly(board: Scoreboard) ->
             for i, status in enumerate(statuses):
                 w.start_request(time.monotonic(), b"GET", b"/n")
                 w.finish_request(time.monotonic(), status, 0.001 * (1 + i % 50), 10, 100)
+                if i % 7 == 0:  # batches of every size the loop may make
+                    w.flush()
+            w.flush()
             w.set_state(WorkerState.EXITED)
         finally:
             os._exit(0)
@@ -157,6 +167,7 @@ def test_reads_during_concurrent_writes_are_consistent(board: Scoreboard) -> Non
                 w.finish_request(0.0, 200, 0.003, 1, 1)
                 w.start_request(0.0, b"GET", b"/")
                 w.finish_request(0.0, 500, 0.3, 1, 1)
+                w.flush()
                 for _ in range(50):  # the application's share of a request (a few µs here)
                     pass
         finally:
@@ -168,7 +179,9 @@ def test_reads_during_concurrent_writes_are_consistent(board: Scoreboard) -> Non
     consistent = 0
     for _ in range(2000):
         s = board.read(0)
-        if s.requests == sum(s.histogram) == s.bytes_in and s.in_flight in (0, 1):
+        # one flush's bracket: every counter moves together
+        n = s.requests
+        if n == sum(s.histogram) == s.bytes_in and n % 2 == 0 and s.in_flight in (0, 1, 2):
             consistent += 1
     assert wait_child(pid) == 0
     assert consistent == 2000
@@ -183,10 +196,90 @@ def test_gc_callbacks_count_collections(board: Scoreboard) -> None:
         before = board.read(0).gc_collections[2]
         gc.collect()
         gc.collect()
+        w.flush()
         s = board.read(0)
         assert s.gc_collections[2] == before + 2
         assert s.gc_pause_s[2] > 0.0
     finally:
         uninstall()
     gc.collect()
+    w.flush()
     assert board.read(0).gc_collections[2] == before + 2
+
+
+def test_a_batch_is_published_whole_and_exactly(board: Scoreboard) -> None:
+    """One flush of a mixed batch: every class, byte and bucket counted once."""
+    w = board.writer(0)
+    mixed = [(200, 0.00004), (200, 0.0001), (404, 0.0001), (503, 2.5), (101, 70.0), (301, 0.02)]
+    for status, seconds in mixed:
+        w.start_request(0.0, b"GET", b"/")
+        w.finish_request(0.0, status, seconds, 3, 5)
+    w.flush()
+    s = board.read(0)
+    assert s.by_status == (1, 2, 1, 1, 1) and s.in_flight == 0
+    assert (s.bytes_in, s.bytes_out) == (18, 30)
+    assert s.duration_sum_s == pytest.approx(sum(t for _, t in mixed))
+    want = [0] * histogram.NBUCKETS
+    for _, seconds in mixed:
+        want[histogram.bucket_index(seconds)] += 1
+    assert list(s.histogram) == want
+
+
+def test_single_word_readers_agree_with_a_full_read(board: Scoreboard) -> None:
+    board.reset(2, 77, 2, 0, 5.0)
+    w = board.writer(2, claim_pid=False)
+    w.set_state(WorkerState.DRAINING)
+    w.heartbeat(42.25)
+    for status in (200, 204, 404, 500):
+        w.start_request(0.0, b"GET", b"/")
+        w.finish_request(0.0, status, 0.001, 0, 0)
+    w.flush()
+    s = board.read(2)
+    assert (board.heartbeat(2), board.state(2), board.requests(2)) == (42.25, s.state, 4)
+    assert s.heartbeat == 42.25 and s.requests == 4
+    assert board.state(0) == WorkerState.EMPTY and board.requests(0) == 0
+    with pytest.raises(IndexError):
+        board.heartbeat(3)
+
+
+def test_publish_stores_a_batch_when_due_and_says_when_otherwise(board: Scoreboard) -> None:
+    w = board.writer(0)
+
+    def flushed() -> int:
+        return sum(board.read(0).histogram)
+
+    assert w.publish(100.0) is None  # nothing batched
+    w.start_request(100.0, b"GET", b"/")
+    w.finish_request(100.0, 200, 0.001, 0, 0)
+    assert w.publish(100.0) is None and flushed() == 1  # the first after an idle spell: at once
+    w.start_request(100.001, b"GET", b"/")
+    w.finish_request(100.001, 200, 0.001, 0, 0)
+    wait = w.publish(100.001)
+    assert wait == pytest.approx(PUBLISH_AFTER_S - 0.001)
+    assert flushed() == 1 and board.read(0).requests == 1
+    assert w.publish(100.0 + PUBLISH_AFTER_S) is None and flushed() == 2
+    w.record_gc(0, 0.001)
+    assert w.publish(100.0 + PUBLISH_AFTER_S + 0.001) is not None  # collections batch too
+    assert w.publish(101.0) is None and board.read(0).gc_collections[0] == 1
+
+
+def test_a_worker_killed_before_its_flush_loses_that_batch_only(board: Scoreboard) -> None:
+    """What SIGKILL (the OOM killer) costs the counters: the batch not yet published, and
+    nothing already published."""
+    board.reset(1, 0, 1, 0, time.monotonic())
+    pid = os.fork()
+    if pid == 0:
+        try:
+            w = board.writer(1)
+            for status in [200] * 90 + [404] * 7 + [503] * 3:
+                w.start_request(0.0, b"GET", b"/")
+                w.finish_request(0.0, status, 0.001, 0, 10)
+            w.flush()
+            w.start_request(0.0, b"GET", b"/")
+            w.finish_request(0.0, 200, 0.001, 0, 10)
+        finally:
+            os.kill(os.getpid(), 9)
+    os.waitpid(pid, 0)
+    s = board.read(1)
+    assert s.requests == sum(s.histogram) == 100 and s.by_status == (0, 90, 0, 7, 3)
+    assert s.bytes_out == 1000 and s.in_flight == 1  # the lost request still counts as started

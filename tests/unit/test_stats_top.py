@@ -48,6 +48,7 @@ def test_frame_shows_every_worker_and_totals() -> None:
         w.set_state(WorkerState.READY)
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, 200, 0.001, 1, 1)
+        w.flush()
     fleet.set_memory(4242, {"rss": 50 * 2**20, "uss": 5 * 2**20, "shared": 45 * 2**20})
     doc = snapshot_dict(fleet.snapshot(1.0))
     board.close()

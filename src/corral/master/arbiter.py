@@ -434,7 +434,7 @@ class Arbiter:
         for worker in list(self.fleet.workers.values()):
             if worker.ready or not worker.pid:
                 continue
-            if self.scoreboard.read(worker.slot).state == WorkerState.READY:
+            if self.scoreboard.state(worker.slot) == WorkerState.READY:
                 worker.ready = True
                 gen = self.gens[worker.gen]
                 gen.ever_ready = True
@@ -551,7 +551,7 @@ class Arbiter:
         for worker in self.fleet.workers.values():
             if not worker.ready or worker.stopping or not worker.pid:
                 continue
-            if policy.is_stuck(self.scoreboard.read(worker.slot).heartbeat, now, timeout):
+            if policy.is_stuck(self.scoreboard.heartbeat(worker.slot), now, timeout):
                 log.error(
                     "worker %d (pid %d) timed out (no heartbeat for %.0f s); dumping "
                     "its stack and replacing it",

@@ -150,7 +150,7 @@ class Monitor:
         for worker in arbiter.fleet.workers.values():
             if not worker.ready or worker.stopping or worker.retiring:
                 continue
-            served = arbiter.scoreboard.read(worker.slot).requests
+            served = arbiter.scoreboard.requests(worker.slot)
             old_enough = arbiter.clock() - worker.spawned_at >= now_min
             if old_enough and max_requests_due(served, worker.requests_limit):
                 return arbiter.replace(worker, "max-requests")

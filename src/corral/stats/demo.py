@@ -62,6 +62,8 @@ class DemoFleet:
     def _spawn(self, index: int, now: float, generation: int) -> None:
         self._next_pid += self.rng.randint(1, 40)
         self.scoreboard.reset(index, self._next_pid, index, generation, now)
+        # a new writer per worker life, as in a real worker: its mirrors start from the reset slot
+        self._writers[index] = self.scoreboard.writer(index, claim_pid=False)
         self._writers[index].set_state(WorkerState.READY)
         self._private[index] = 8 * MIB
         self._busy[index] = False
@@ -86,12 +88,14 @@ class DemoFleet:
             w.finish_request(now, self._status(), self._latency(), 180, 2400)
         if n and self.rng.random() < 0.15:
             w.record_gc(2, self.rng.uniform(0.0005, 0.004))
+        w.flush()
         w.heartbeat(now)
         self._grow(index, n)
         slot = self.scoreboard.read(index)
         if self.recycle_every and slot.requests >= self.recycle_every:
             self.fleet.retire(slot, "max-requests", now)
             self._spawn(index, now, slot.generation + 1)
+        w = self._writers[index]  # a new one if the worker was just replaced
         w.start_request(now, b"GET", self.rng.choice(_PATHS))  # leave one request in flight
         self._busy[index] = True
 

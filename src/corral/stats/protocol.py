@@ -1,8 +1,9 @@
 """What a worker may say to the master: the write side of its scoreboard slot.
 
 A worker holds one ``SlotWriter``; the master reads the same memory. Every method is called on
-the worker's hot path, so implementations write a few integers into shared memory and nothing
-else: no locks, no allocation, no system calls. ``NullSlot`` is for tests and single-process use.
+the worker's hot path, so implementations write a few integers into shared memory (or batch
+them until ``publish``) and nothing else: no locks, no system
+calls. ``NullSlot`` is for tests and single-process use.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class SlotWriter(Protocol):
 
     def set_connections(self, open_connections: int) -> None: ...
 
+    def publish(self, now: float) -> float | None:
+        """Called by the loop after each round of events: store what ``finish_request``
+        batched if it is due. Returns None when nothing is left unpublished, else the seconds
+        until it is due (the loop wakes up by then)."""
+
+    def flush(self) -> None:
+        """Store everything batched now (before the worker exits)."""
+
 
 class NullSlot:
     """A slot that records nothing."""
@@ -52,4 +61,10 @@ class NullSlot:
         pass
 
     def set_connections(self, open_connections: int) -> None:
+        pass
+
+    def publish(self, now: float) -> float | None:
+        return None
+
+    def flush(self) -> None:
         pass

@@ -29,7 +29,11 @@ Theory of operation. One thread, one ``select.epoll``, level-triggered:
   (``corral.memory.attribution``; a one-shot diagnostic).
 * The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
   (an app call running in the loop's thread holds it: that is what the master's stuck-worker
-  detection is for).
+  detection is for). The counters of finished requests reach the slot in batches: after the
+  ready events the loop calls ``slot.publish(now)``, which stores them once the batch is a few
+  milliseconds old and says when to look again; the poll timeout shrinks to that, so an idle
+  worker's counts are exact within milliseconds. One seqlock bracket per batch, not per
+  request.
 * ``threads > 1`` (``corral.worker.threaded``): the app call and its response move to a pool
   thread; everything else stays here. With ``threads == 1`` no thread is ever started.
 """
@@ -164,9 +168,13 @@ class Worker:
     def _loop(self) -> None:
         poll = self.ep.poll
         conns = self.conns
+        publish = self.slot.publish
         next_tick = self.now
+        due: float | None = None  # seconds until the slot wants to publish what it batched
         while True:
             timeout = TICK_S if not self.draining else min(TICK_S, self.drain_deadline - self.now)
+            if due is not None and due < timeout:
+                timeout = due
             events = poll(max(timeout, 0.0))
             self.now = now = time.monotonic()
             for fd, ev in events:
@@ -177,6 +185,7 @@ class Worker:
                     self._accept(fd)
                 elif fd == self.wake_r.fileno():
                     self._on_wake()
+            due = publish(now)  # finished requests reach the slot in batches, within ms
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)
@@ -205,6 +214,7 @@ class Worker:
         self.wake_w.close()
         if self.writes is not None:
             self.writes.close()
+        self.slot.flush()
         self.slot.set_connections(0)
         self.slot.set_state(WorkerState.EXITED)
 
