@@ -3,22 +3,33 @@
 
 The worker's connection handler runs in-process over a socketpair: N keep-alive hello-world
 requests, each read, parsed, passed to the app, answered and sent. Instructions per request =
-(count with N requests - count with 0) / N. ``--slot`` compares a ``NullSlot`` (records nothing)
-with the real shared-memory scoreboard slot, which is the cost of the stats (issue 5).
+(count with N requests - count with 0) / N. It compares a ``NullSlot`` (records nothing) with the
+real shared-memory scoreboard slot, which is the cost of the stats (issue 5). The slot batches
+finished requests; ``--batch`` says when they are stored: ``auto`` as the worker loop does
+(``slot.publish(now)`` after each request: a store at most every 5 ms), a number B every B
+requests (``slot.flush()``): 1 is the worst case, a store per request.
 
-Usage: python benchmarks/instructions.py [--requests 2000] [--kind wrk|browser]
-       (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT` is the inner run)
+``--timed`` measures CPU time per request instead (user + system, so the kernel's share of a
+request counts), both slots in one process, alternated, 21 rounds: on a noisy machine the
+ratio is far steadier than any two wrk runs.
+
+Usage: python benchmarks/instructions.py [--requests 2000] [--kind wrk|browser] [--batch 1,16,auto]
+       python benchmarks/instructions.py --timed [--requests 5000] [--batch 1,16,auto]
+       (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT B` is the inner run)
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import select
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,13 +47,20 @@ def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
     return [BODY]
 
 
-def drive(n: int, kind: str, slot_kind: str) -> None:
+def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
+    """A worker holding one end of a socketpair; the returned function sends it ``n`` requests
+    one at a time and reads each response, flushing the slot every ``batch`` requests (0: as
+    the worker loop does, ``publish`` after each)."""
     from corral.stats.protocol import NullSlot, SlotWriter
-    from corral.stats.scoreboard import Scoreboard
+    from corral.stats.scoreboard import Scoreboard, install_gc_callbacks
     from corral.worker.loop import Worker
     from corral.worker.settings import WorkerSettings
 
-    slot: SlotWriter = NullSlot() if slot_kind == "null" else Scoreboard.create(2).writer(0)
+    slot: SlotWriter = NullSlot()
+    if slot_kind != "null":
+        board_slot = Scoreboard.create(2).writer(0)
+        install_gc_callbacks(board_slot)  # as in a corral worker
+        slot = board_slot
     worker = Worker(hello, [], WorkerSettings(accept_batch=1), slot)
     a, b = socket.socketpair()
     worker.server_addr[-1] = ("127.0.0.1", "8000")
@@ -50,18 +68,49 @@ def drive(n: int, kind: str, slot_kind: str) -> None:
     conn = worker.conns[a.fileno()]
     b.settimeout(5)
     request = REQUESTS[kind]
-    for i in range(200 + n):  # 200 warm-up requests in both runs, then n
-        b.send(request)
-        worker._on_conn_event(conn, select.EPOLLIN)
-        out = b.recv(65536)
-        assert i or out.startswith(b"HTTP/1.1 200 OK"), out
+
+    def run(n: int) -> None:
+        for i in range(n):
+            b.send(request)
+            worker._on_conn_event(conn, select.EPOLLIN)
+            out = b.recv(65536)
+            assert i or out.startswith(b"HTTP/1.1 200 OK"), out
+            if batch == 0:
+                slot.publish(time.monotonic())
+            elif i % batch == batch - 1:
+                slot.flush()
+
+    return run
 
 
-def count(n: int, kind: str, slot: str) -> int:
+def drive(n: int, kind: str, slot_kind: str, batch: int) -> None:
+    run = _harness(kind, slot_kind, batch)
+    run(200)  # warm-up requests in both runs, then n
+    run(n)
+
+
+def timed(kind: str, batch: int, rounds: int, n: int) -> tuple[float, float, list[float]]:
+    """CPU time per request (process_time: user + system, so the socket calls count) of both
+    slots in one process, alternated round by round: median µs of each and per-round ratios."""
+    gc.freeze()  # a corral worker's heap is frozen (or immortal): no collection walks it
+    runs = {slot: _harness(kind, slot, batch) for slot in ("null", "scoreboard")}
+    for run in runs.values():
+        run(500)
+    per: dict[str, list[float]] = {slot: [] for slot in runs}
+    for r in range(rounds):
+        for slot in ("null", "scoreboard") if r % 2 else ("scoreboard", "null"):
+            started = time.process_time()
+            runs[slot](n)
+            per[slot].append((time.process_time() - started) / n * 1e6)
+    ratios = [b / a for a, b in zip(per["null"], per["scoreboard"], strict=True)]
+    return statistics.median(per["null"]), statistics.median(per["scoreboard"]), ratios
+
+
+def count(n: int, kind: str, slot: str, batch: int) -> int:
     with tempfile.NamedTemporaryFile(suffix=".cg") as out:
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
-             sys.executable, __file__, "--drive", str(n), kind, slot],
+             sys.executable, __file__, "--drive", str(n), kind, slot, str(batch)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     match = re.search(r"Collected : (\d+)", run.stderr)
@@ -69,23 +118,42 @@ def count(n: int, kind: str, slot: str) -> int:
     return int(match.group(1))
 
 
+def _batches(spec: str) -> list[tuple[str, int]]:
+    return [(b, 0 if b == "auto" else int(b)) for b in spec.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--kind", choices=sorted(REQUESTS), default="wrk")
-    parser.add_argument("--drive", nargs=3, metavar=("N", "KIND", "SLOT"))
+    parser.add_argument("--batch", default="1,16,auto", help="requests per flush, or auto")
+    parser.add_argument("--drive", nargs=4, metavar=("N", "KIND", "SLOT", "B"))
+    parser.add_argument("--timed", action="store_true", help="CPU time, not callgrind")
+    parser.add_argument("--rounds", type=int, default=21, help="with --timed")
     args = parser.parse_args()
-    if args.drive:
-        drive(int(args.drive[0]), args.drive[1], args.drive[2])
+    if args.timed:
+        print(f"| requests per flush | NullSlot µs CPU | scoreboard µs CPU | overhead (quartiles) "
+              f"|  ({args.kind} request, {args.rounds} rounds)\n|---:|---:|---:|---:|")  # fmt: skip
+        for label, batch in _batches(args.batch):
+            null, board, ratios = timed(args.kind, batch, args.rounds, args.requests)
+            q = statistics.quantiles(ratios, n=4)
+            print(f"| {label} | {null:.2f} | {board:.2f} | {q[1] - 1:+.1%} "
+                  f"({q[0] - 1:+.1%} to {q[2] - 1:+.1%}) |", flush=True)  # fmt: skip
         return 0
-    per: dict[str, int] = {}
-    for slot in ("null", "scoreboard"):
-        base = count(0, args.kind, slot)
-        per[slot] = (count(args.requests, args.kind, slot) - base) // args.requests
-    print(f"| slot | instructions/request ({args.kind}) |\n|---|---:|")
-    for slot, value in per.items():
-        print(f"| {slot} | {value:,} |")
-    print(f"scoreboard overhead: {per['scoreboard'] / per['null'] - 1:+.1%}")
+    if args.drive:
+        drive(int(args.drive[0]), args.drive[1], args.drive[2], int(args.drive[3]))
+        return 0
+    n = args.requests
+    rows = []
+    for label, batch in _batches(args.batch):
+        per = {}
+        for slot in ("null", "scoreboard"):
+            per[slot] = (count(n, args.kind, slot, batch) - count(0, args.kind, slot, batch)) // n
+        rows.append((label, per["null"], per["scoreboard"]))
+    print(f"| requests per flush | NullSlot | scoreboard | overhead |  ({args.kind} request)")
+    print("|---:|---:|---:|---:|")
+    for label, null, board in rows:
+        print(f"| {label} | {null:,} | {board:,} | {board / null - 1:+.1%} |")
     return 0
 
 
