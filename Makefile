@@ -8,12 +8,12 @@ STATS ?= 127.0.0.1:9100
 
 .PHONY: demo test test-fast lint docs clean
 
-.venv/ok: pyproject.toml
+.venv/ok: pyproject.toml src/corral/stats/_fastslot.c
 	$(PY_BASE) -m venv .venv
 	.venv/bin/pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
-.venv-newest/ok: pyproject.toml
+.venv-newest/ok: pyproject.toml src/corral/stats/_fastslot.c
 	$(PY_NEWEST) -m venv .venv-newest
 	.venv-newest/bin/pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@

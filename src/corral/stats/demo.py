@@ -1,7 +1,7 @@
 """A synthetic fleet for the dashboard and tests: real scoreboard, fake traffic, no workers.
 
 Theory of operation: ``DemoFleet`` owns a real ``Scoreboard`` and ``Fleet`` and plays every
-worker's part in-process through real ``ScoreboardSlot`` writers, so everything downstream
+worker's part in-process through real slot writers (``Scoreboard.writer``), so everything downstream
 (exposition, the stats server, the dashboard, ``corral top``) sees exactly what a live master
 would produce. Traffic, memory growth, GC and recycles come from a seeded RNG, driven by the
 caller's clock: each ``snapshot(now)`` first simulates the time elapsed since the last call.
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from corral.stats.fleet import Fleet, FleetSnapshot
 from corral.stats.protocol import WorkerState
-from corral.stats.scoreboard import Scoreboard, ScoreboardSlot
+from corral.stats.scoreboard import RecordingSlot, Scoreboard
 from corral.stats.server import StatsServer, bind_stats_socket
 
 _PATHS = (b"/", b"/api/items", b"/api/items/42", b"/login", b"/static/app.css", b"/search?q=x")
@@ -45,7 +45,7 @@ class DemoFleet:
         self.rps = rps
         self.recycle_every = recycle_every
         self.memory = memory
-        self._writers: list[ScoreboardSlot] = []
+        self._writers: list[RecordingSlot] = []
         self._private: list[int] = []
         self._busy: list[bool] = []
         self._next_pid = 41000

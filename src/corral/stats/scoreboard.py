@@ -47,6 +47,11 @@ raises it) need no bracket. To keep the hot path short, the total request count 
 (it is the sum of words 8-12) and the request start is not cleared at finish (the reader
 ignores it while nothing is in flight).
 
+Two writers implement the worker's side: ``_fastslot.Recorder`` (C, built with the package when a
+compiler is present, the default) stores each request event at once inside the bracket; the
+pure-Python ``ScoreboardSlot`` (the fallback, and the reference the tests compare the C one
+against) batches finished requests as its docstring says.
+
 Timestamps are ``time.monotonic()``: CLOCK_MONOTONIC is system-wide on Linux, so the master can
 compare a worker's heartbeat with its own clock.
 """
@@ -61,10 +66,17 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from corral.stats import histogram
-from corral.stats.protocol import WorkerState
+from corral.stats.protocol import SlotWriter, WorkerState
+
+try:  # the slot's write side in C, built with the package when a compiler is present
+    from corral.stats import _fastslot  # type: ignore[attr-defined, unused-ignore]
+except ImportError:  # pragma: no cover - exercised by installs without a compiler
+    _fastslot = None
+
+NATIVE_AVAILABLE = _fastslot is not None
 
 MAGIC = b"CORRALSB"
 VERSION = 1
@@ -290,7 +302,22 @@ def _write_line(b: memoryview[int], method: bytes, path: bytes) -> int:
     return m + 1 + p
 
 
-def install_gc_callbacks(slot: ScoreboardSlot) -> Callable[[], None]:
+class RecordingSlot(SlotWriter, Protocol):
+    """What ``Scoreboard.writer`` returns: a ``SlotWriter`` that also counts collections."""
+
+    def record_gc(self, generation: int, pause_s: float) -> None: ...
+
+
+def _native_layout() -> tuple[int, ...]:
+    """Word indexes (and the line's byte offset and size) in the order _fastslot.c reads them."""
+    return (
+        SEQ, STATE, HEARTBEAT, IN_FLIGHT, CONNECTIONS, BYTES_IN, BYTES_OUT, DURATION_SUM,
+        REQUEST_START, GC_COUNT0, GC_PAUSE0, LINE_LEN, _LINE_OFFSET, REQUEST_LINE_BYTES,
+        STATUS0, HIST0, histogram.NBUCKETS,
+    )  # fmt: skip
+
+
+def install_gc_callbacks(slot: RecordingSlot) -> Callable[[], None]:
     """Count GC collections and pauses into ``slot`` (call in the worker, after fork).
 
     Returns a function that removes the callback again.
@@ -322,6 +349,9 @@ class Scoreboard:
         self._words: memoryview[int] = memoryview(mm).cast("q")
         self._floats: memoryview[float] = memoryview(mm).cast("d")
         self._views: list[memoryview[Any]] = [self._words, self._floats]
+        self._recorders: list[RecordingSlot] = []
+        # writers in C unless turned off (CORRAL_PURE_PYTHON_SLOT=1, or by tests of the fallback)
+        self.native = NATIVE_AVAILABLE and not os.environ.get("CORRAL_PURE_PYTHON_SLOT")
         self._last_good: dict[int, bytes] = {}
 
     @classmethod
@@ -349,8 +379,9 @@ class Scoreboard:
         start = HEADER_BYTES + index * SLOT_STRIDE
         return memoryview(self._mm)[start : start + SLOT_WORDS * 8]
 
-    def writer(self, index: int, *, claim_pid: bool = True) -> ScoreboardSlot:
-        """The write side of slot ``index``, called in the worker that owns it.
+    def writer(self, index: int, *, claim_pid: bool = True) -> RecordingSlot:
+        """The write side of slot ``index``, called in the worker that owns it: the C recorder
+        when it was built (and ``native`` is left on), else the pure-Python ``ScoreboardSlot``.
 
         With ``claim_pid`` the calling process writes its own pid into the slot: when a zygote
         forks the worker, the master learns the pid only later (``set_pid`` does it from there).
@@ -361,6 +392,10 @@ class Scoreboard:
         self._views += (raw, q, d)
         if claim_pid:
             q[PID] = os.getpid()
+        if self.native and _fastslot is not None:
+            recorder: RecordingSlot = _fastslot.Recorder(raw, _native_layout(), histogram.EDGES)
+            self._recorders.append(recorder)
+            return recorder
         slot = ScoreboardSlot(q, d, raw)
         self._views.append(slot._hist_view)  # a sub-view: released before q
         return slot
@@ -454,6 +489,9 @@ class Scoreboard:
 
     def close(self) -> None:
         """Release every view and unmap (only once no writer of this process is used again)."""
+        for recorder in self._recorders:
+            recorder.release()  # type: ignore[attr-defined]
+        self._recorders.clear()
         for v in reversed(self._views):
             v.release()
         self._views.clear()
