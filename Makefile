@@ -6,7 +6,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 PORT ?= 8000
 STATS ?= 127.0.0.1:9100
 
-.PHONY: demo test test-fast lint docs clean
+.PHONY: demo test test-fast lint docs clean sysdeps
 
 .venv/ok: pyproject.toml src/corral/stats/_fastslot.c
 	$(PY_BASE) -m venv .venv
@@ -25,11 +25,14 @@ lint: .venv/ok
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/mypy
 
-test: .venv/ok .venv-newest/ok
-	scripts/install-system-deps
+test: sysdeps .venv/ok .venv-newest/ok
 	$(MAKE) lint
 	.venv/bin/python -m pytest -q
 	.venv-newest/bin/python -m pytest -q
+
+# before the venvs: installing corral compiles the scoreboard's C recorder
+sysdeps:
+	scripts/install-system-deps
 
 test-fast: .venv/ok
 	.venv/bin/python -m pytest -q -m "not slow"
