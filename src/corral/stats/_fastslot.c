@@ -240,9 +240,16 @@ recorder_finish_request(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
 {
     double now, duration;
     int64_t status, bytes_in, bytes_out;
-    if (!check_args("finish_request", nargs, 5) || !recorder_ready(self)
-        || !get_f64(args[0], &now) || !get_i64(args[1], &status) || !get_f64(args[2], &duration)
-        || !get_i64(args[3], &bytes_in) || !get_i64(args[4], &bytes_out))
+    if (!check_args("finish_request", nargs, 5) || !recorder_ready(self) || !get_f64(args[0], &now))
+        return NULL;
+    if (!get_i64(args[1], &status)) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return NULL;
+        PyErr_Clear();
+        status = 0; /* out of any range: counted as a server error, as in Python */
+    }
+    if (!get_f64(args[2], &duration) || !get_i64(args[3], &bytes_in)
+        || !get_i64(args[4], &bytes_out))
         return NULL;
     int64_t *q = self->q;
     const Py_ssize_t *at = self->at;
