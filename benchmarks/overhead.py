@@ -31,19 +31,18 @@ each worker half of the core, so the ratio of their CPU per request is measured 
 conditions. (The master's CPU is counted in its variant's CPU per request; in throughput it is
 shared between the two workers, so there it shows only by half.)
 
-``--cross`` also runs each variant at the same time as ``bare``, but each server gets a CPU of its
-own, shared with the other server's wrk, and the two swap CPUs every round: one worker per core,
-as in production, with the noise still common to both.
+``--master-cpu`` measures only the master and zygote of ``corral serve -w 1``, idle, with and
+without ``--stats``, and with both pages scraped once a second (CPU ms per second, 10 s each).
 
 Usage: python benchmarks/overhead.py [--rounds 40] [--seconds 1] [--connections 16]
-                                     [--memory-sample-s 2] [--no-pin] [--paired | --cross]
+                                     [--memory-sample-s 2] [--no-pin] [--paired]
+       python benchmarks/overhead.py --master-cpu
 Needs wrk (``apt-get install wrk``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import signal
@@ -246,45 +245,25 @@ def _slice(server: Server, args: argparse.Namespace, wrk_cpus: str | None) -> tu
     return Result(rps, requests, sum(spent.values())), rest
 
 
-def _pin_tree(server: Server, cpu: int) -> None:
-    for pid in _tree(server.pid):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, {cpu})
-
-
 def _paired(
     servers: dict[str, Server],
     kinds: tuple[str, ...],
     args: argparse.Namespace,
-    pin: tuple[set[int], str] | None,
+    wrk_cpus: str | None,
 ) -> None:
-    """``--paired`` / ``--cross``: each variant runs at the same time as ``bare``, one wrk
-    each, so that whatever else the machine does hits both alike.
-
-    ``--paired``: both servers on CPU 0, both wrk on the other CPU; the scheduler gives each
-    worker half the core, so their throughput ratio is their CPU-per-request ratio.
-    ``--cross``: each server on a CPU of its own, sharing it with the *other* server's wrk;
-    the two swap CPUs every round (a core's own speed cancels out)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    first, last = cpus[0], cpus[-1]
+    """``--paired``: each variant runs at the same time as ``bare``, both servers on CPU 0 and
+    one wrk each on the other CPU, so that whatever else the machine does hits both alike; the
+    scheduler gives each worker half the core, so their throughput ratio is their CPU-per-request
+    ratio."""
     ratios: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in kinds[1:]}
     for rnd in range(args.rounds):
         others = kinds[1:]
         order = others[rnd % len(others) :] + others[: rnd % len(others)]
         for kind in order:
             pair: dict[str, Result] = {}
-            wrk_cpus: dict[str, str | None] = {"bare": pin[1] if pin else None}
-            wrk_cpus[kind] = wrk_cpus["bare"]
-            if args.cross:
-                a, b = (first, last) if rnd % 2 == 0 else (last, first)
-                _pin_tree(servers["bare"], a)
-                _pin_tree(servers[kind], b)
-                wrk_cpus["bare"], wrk_cpus[kind] = str(b), str(a)
 
-            def measure(
-                name: str, pair: dict[str, Result] = pair, cpus: dict[str, str | None] = wrk_cpus
-            ) -> None:
-                pair[name] = _slice(servers[name], args, cpus[name])[0]
+            def measure(name: str, pair: dict[str, Result] = pair) -> None:
+                pair[name] = _slice(servers[name], args, wrk_cpus)[0]
 
             threads = [threading.Thread(target=measure, args=(k,)) for k in ("bare", kind)]
             for t in threads:
@@ -296,17 +275,39 @@ def _paired(
             cpu.append(pair[kind].cpu_us_per_request / pair["bare"].cpu_us_per_request)
         line = ", ".join(f"{k} {ratios[k][0][-1]:.3f}/{ratios[k][1][-1]:.3f}" for k in others)
         print(f"round {rnd + 1}: throughput/CPU-per-request vs bare: {line}", flush=True)
-    where = (
-        "each server on its own CPU beside the other's wrk, swapped every round"
-        if args.cross
-        else "both servers on one core"
-    )
     print(f"\n{args.rounds} rounds, each variant run at once with bare for {args.seconds} s, "
-          f"wrk -t1 -c{args.connections} each, {where}\n")  # fmt: skip
+          f"wrk -t1 -c{args.connections} each, both servers on one core\n")  # fmt: skip
     print("| variant | throughput vs bare | CPU/request vs bare (worker + master + zygote) |")
     print("|---|---:|---:|")
     for kind, (tput, cpu) in ratios.items():
         print(f"| {kind} | {_spread(tput)} | {_spread(cpu)} |")
+
+
+def _master_cpu(args: argparse.Namespace, seconds: float = 10.0) -> None:
+    """``--master-cpu``: what the master and zygote of an idle one-worker server run, per
+    second, without and with ``--stats``, and with both pages scraped once a second."""
+    print("| master | CPU ms/s |\n|---|---:|")
+    for stats in (False, True):
+        pid, _, url = _start_corral(stats, args.memory_sample_s, None)
+        try:
+            pids = _tree(pid)
+            worker = max(pids)  # the newest process: the master forks the zygote first
+            rest = [p for p in pids if p != worker]
+            phases = [("idle, --stats" if stats else "idle", False)]
+            if stats:
+                phases.append(("--stats, both pages scraped every second", True))
+            for label, scrape in phases:
+                stop = threading.Event()
+                if scrape:
+                    threading.Thread(target=_scrape, args=(url, stop), daemon=True).start()
+                before, started = _cpu_s(rest), time.monotonic()
+                stop.wait(seconds)
+                stop.set()
+                spent = (_cpu_s(rest) - before) / (time.monotonic() - started)
+                print(f"| {label} | {spent * 1000:.1f} |", flush=True)
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
 
 
 def _spread(values: list[float]) -> str:
@@ -323,8 +324,11 @@ def main() -> int:
     parser.add_argument("--no-pin", action="store_true", help="let the scheduler place everything")
     parser.add_argument("--kinds", default=",".join(KINDS), help="variants to run (bare always)")
     parser.add_argument("--paired", action="store_true", help="run each variant beside bare")
-    parser.add_argument("--cross", action="store_true", help="beside bare, on the other CPU")
+    parser.add_argument("--master-cpu", action="store_true", help="the idle master's CPU only")
     args = parser.parse_args()
+    if args.master_cpu:
+        _master_cpu(args)
+        return 0
     kinds = ("bare", *(k for k in args.kinds.split(",") if k in KINDS and k != "bare"))
     cpus = sorted(os.sched_getaffinity(0))
     pin = None if args.no_pin or len(cpus) < 2 else ({cpus[0]}, str(cpus[-1]))
@@ -335,8 +339,8 @@ def main() -> int:
     try:
         for server in servers.values():  # warm-up: connections, caches, first memory samples
             _wrk(server.port, 1, args.connections, wrk_cpus)
-        if args.paired or args.cross:
-            _paired(servers, kinds, args, pin)
+        if args.paired:
+            _paired(servers, kinds, args, wrk_cpus)
             return 0
         for rnd in range(args.rounds):
             order = kinds[rnd % len(kinds) :] + kinds[: rnd % len(kinds)]

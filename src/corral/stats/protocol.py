@@ -2,8 +2,8 @@
 
 A worker holds one ``SlotWriter``; the master reads the same memory. Every method is called on
 the worker's hot path, so implementations write a few integers into shared memory (or batch
-them until ``publish``) and nothing else: no locks, no system
-calls. ``NullSlot`` is for tests and single-process use.
+them until ``publish``) and nothing else: no locks, no system calls. ``NullSlot`` is for tests
+and single-process use.
 """
 
 from __future__ import annotations

@@ -29,11 +29,10 @@ Theory of operation. One thread, one ``select.epoll``, level-triggered:
   (``corral.memory.attribution``; a one-shot diagnostic).
 * The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
   (an app call running in the loop's thread holds it: that is what the master's stuck-worker
-  detection is for). The counters of finished requests reach the slot in batches: after the
-  ready events the loop calls ``slot.publish(now)``, which stores them once the batch is a few
-  milliseconds old and says when to look again; the poll timeout shrinks to that, so an idle
-  worker's counts are exact within milliseconds. One seqlock bracket per batch, not per
-  request.
+  detection is for). After the ready events the loop calls ``slot.publish(now)``: the C
+  recorder has stored every request already and returns None; the pure-Python slot stores its
+  batch once it is a few milliseconds old and says when to look again, and the poll timeout
+  shrinks to that, so an idle worker's counts are exact within milliseconds.
 * ``threads > 1`` (``corral.worker.threaded``): the app call and its response move to a pool
   thread; everything else stays here. With ``threads == 1`` no thread is ever started.
 """
@@ -185,7 +184,7 @@ class Worker:
                     self._accept(fd)
                 elif fd == self.wake_r.fileno():
                     self._on_wake()
-            due = publish(now)  # finished requests reach the slot in batches, within ms
+            due = publish(now)  # the Python slot's batch, when due (the C one has none)
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)
