@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.addresses import parse_address
+
 
 class ConfigError(ValueError):
     """A setting has an invalid value or name; the message is meant for the user."""
@@ -42,8 +44,6 @@ def _one_of(*choices: str) -> Callable[[Any], None]:
 
 
 def _bind_list(v: Any) -> None:
-    from corral.master.listeners import parse_address  # local: avoid an import cycle
-
     if not v:
         raise ConfigError("needs at least one address")
     for item in v:
