@@ -11,29 +11,54 @@ Theory of operation.
 - Replacing one worker (max-requests, memory) is the same "spawn before kill": the replacement is
   READY before the old one stops accepting; one replacement at a time.
 - Workers are adopted by the master (child subreaper), so ``waitpid`` here sees every exit and
-  decodes it: crash, timeout, probable OOM (SIGKILL nobody here sent), boot failure.
+  decodes it: crash, timeout, probable OOM (SIGKILL nobody here sent), boot failure, or a clean
+  exit someone else asked for.
 - Heartbeats come from each worker's own loop through its scoreboard slot; a stale one means the
   app is stuck: SIGABRT (faulthandler prints the stack), then SIGKILL, then a replacement.
+- The arbiter is the only place that decides a worker's fate. Its helpers (``policy``, the
+  memory ``Monitor``, the stats glue) get narrow inputs and return values; the tick applies them.
+  Everything it does to other processes goes through ``Processes`` (kill, reap, command), so
+  ``tick`` runs in unit tests against fakes (tests/unit/test_master_tick.py).
+- Exits are interpreted only after the signals already pending are handled: when every process
+  of the service is signalled at once (systemd's KillMode=control-group), the master's own TERM
+  is known before the exits it caused, so none of them is taken for a crash.
+- Each periodic step runs under a ``Guard``: an error in the master's own work is logged once and
+  backed off, and supervision goes on.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import selectors
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from corral.config import Config
+from corral.lifecycle import (
+    ExitReason,
+    Failed,
+    Lifecycle,
+    Loaded,
+    Spawn,
+    Spawned,
+    decode,
+)
+from corral.logfiles import reopen_log_files
 from corral.master import exitcodes, policy, sysdeps
+from corral.master.guard import Guard
 from corral.master.listeners import Address, bind, bound_address, parse_address
+from corral.master.monitor import MemoryReport, Monitor, MonitorInput, MonitorSettings
+from corral.master.processes import Processes
+from corral.master.statsglue import StatsGlue, start_stats_server
+from corral.master.workers import Generation, GenState, Recycle, WorkerRecord, WorkerTable
 from corral.master.zygote import ZygoteContext, zygote_main
 from corral.memory.recycle import jittered_max_requests
 from corral.stats.protocol import WorkerState
+from corral.stats.scoreboard import Scoreboard
 
 log = logging.getLogger("corral.master")
 
@@ -51,54 +76,19 @@ HANDLED_SIGNALS = (
 ABORT_GRACE_S = 2.0  # after SIGABRT a stuck worker gets this long to dump its stack
 
 
-@dataclass
-class Worker:
-    wid: int
-    slot: int
-    gen: int
-    spawned_at: float
-    requests_limit: int = 0
-    pid: int = 0  # 0 until the zygote reports it
-    ready: bool = False
-    stopping: bool = False
-    stop_reason: str = ""
-    retiring: str = ""  # reason, while a replacement boots
-    replaces: int = 0  # wid of the worker this one replaces
-    timed_out: bool = False
-    kill_at: float = 0.0
-
-
-@dataclass
-class Generation:
-    number: int
-    zygote_pid: int
-    cmd_w: int
-    reply_r: int
-    started_at: float
-    state: str = "loading"  # loading -> serving | failed -> retired
-    buf: bytes = b""
-    boot_failures: int = 0
-    ever_ready: bool = False
-    crashes: int = 0
-    next_spawn_at: float = 0.0
-    zygote_alive: bool = True
-    failure: str = ""
-
-
-@dataclass
-class Fleet:
-    workers: dict[int, Worker] = field(default_factory=dict)  # by wid
-    by_pid: dict[int, int] = field(default_factory=dict)
-    early_exits: dict[int, int] = field(default_factory=dict)  # pid -> status, before "spawned"
-
-
 class Arbiter:
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self, cfg: Config) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        procs: Processes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.cfg = cfg
+        self.procs = procs or Processes()
+        self.clock = clock
         self.target = cfg.effective_workers()
-        self.fleet = Fleet()
+        self.table = WorkerTable()
         self.gens: dict[int, Generation] = {}
         self.current: Generation | None = None
         self.next_gen: Generation | None = None
@@ -111,14 +101,14 @@ class Arbiter:
         self.addresses: list[Address] = []
         self.pid = os.getpid()
         self.sel = selectors.DefaultSelector()
-        self.stats: Any = None
-        self.monitor: Any = None  # memory sampling + recycling, see corral.master.monitor
+        self.sig_r = self.sig_w = -1
+        self.stats: StatsGlue | None = None
+        self.monitor: Monitor | None = None  # memory sampling + recycling decisions
+        self.guards: dict[str, Guard] = {}
 
     # ---- start -----------------------------------------------------------------------------
     def setup(self) -> None:
         """Bind listeners and build shared state; raises OSError/ValueError for the CLI."""
-        from corral.stats.scoreboard import Scoreboard
-
         for text in self.cfg.bind:
             address = parse_address(text)
             sock = bind(address, self.cfg.backlog)
@@ -128,9 +118,7 @@ class Arbiter:
         self.free_slots = list(range(self.scoreboard.nslots - 1, -1, -1))
         self._setup_signals()
         self._setup_stats()
-        from corral.master.monitor import Monitor
-
-        self.monitor = Monitor(self)
+        self.monitor = Monitor(MonitorSettings.from_config(self.cfg))
 
     def _setup_signals(self) -> None:
         self.sig_r, self.sig_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -142,29 +130,47 @@ class Arbiter:
     def _setup_stats(self) -> None:
         if not self.cfg.stats:
             return
-        from corral.master.statsglue import start_stats_server
+        self.stats = start_stats_server(
+            self.cfg.stats,
+            self.scoreboard,
+            allow_remote=self.cfg.stats_allow_remote,
+            healthy=lambda: self.phase != "stopping",
+            memory=self._memory_report,
+        )
+        self.stats.register(self.sel)
 
-        self.stats = start_stats_server(self)
+    def _memory_report(self) -> MemoryReport | None:
+        if self.monitor is None:
+            return None
+        return self.monitor.report(list(self.table.workers.values()))
 
     def run(self) -> int:
-        _set_title(f"corral master [{self.cfg.app or 'demo'}]")
+        sysdeps.set_title(f"corral master [{self.cfg.app or 'demo'}]")
         sysdeps.set_child_subreaper()
         if self.cfg.pidfile:
-            _write_pidfile(self.cfg.pidfile)
+            sysdeps.write_pidfile(self.cfg.pidfile)
         self.current = self._start_generation()
         try:
             while not self._finished():
                 for key, mask in self.sel.select(TICK_S):
-                    key.data(key.fileobj, mask)
-                self._tick(time.monotonic())
+                    self._guard(f"handling fd {key.fd}", key.data, key.fileobj, mask, pause=False)
+                self.tick(self.clock())
         finally:
             self._cleanup()
         return self.exit_code
 
+    def _guard(
+        self, name: str, step: Callable[..., object], *args: Any, pause: bool = True
+    ) -> None:
+        """Run one step of the loop under its last-resort guard (see corral.master.guard).
+        An event handler is not paused: its fd would stay readable and the loop would spin."""
+        guard = self.guards.get(name) or self.guards.setdefault(name, Guard(name, pause=pause))
+        guard.run(self.clock(), lambda: step(*args))
+
     def _finished(self) -> bool:
         if self.phase != "stopping":
             return False
-        return not self.fleet.workers and not any(g.zygote_alive for g in self.gens.values())
+        return not self.table.workers and not any(g.zygote_alive for g in self.gens.values())
 
     # ---- generations -------------------------------------------------------------------------
     def _start_generation(self) -> Generation:
@@ -187,10 +193,10 @@ class Arbiter:
         os.close(cmd_r)
         os.close(reply_w)
         os.set_blocking(reply_r, False)
-        gen = Generation(number, pid, cmd_w, reply_r, time.monotonic())
+        gen = Generation(number, pid, cmd_w, reply_r, self.clock())
         self.gens[number] = gen
         self.sel.register(reply_r, selectors.EVENT_READ, lambda f, m: self._on_reply(gen))
-        _set_title(f"corral master [{self.cfg.app or 'demo'}] gen {number}")
+        sysdeps.set_title(f"corral master [{self.cfg.app or 'demo'}] gen {number}")
         log.info(
             "generation %d: zygote pid %d is loading %s",
             number,
@@ -220,7 +226,7 @@ class Arbiter:
         gen.buf += data
         while b"\n" in gen.buf:
             line, gen.buf = gen.buf.split(b"\n", 1)
-            self._on_reply_line(gen, line.decode("utf-8", "replace"))
+            self._on_reply_line(gen, line)
 
     def _close_reply(self, gen: Generation) -> None:
         if gen.reply_r >= 0:
@@ -228,48 +234,47 @@ class Arbiter:
             os.close(gen.reply_r)
             gen.reply_r = -1
 
-    def _on_reply_line(self, gen: Generation, line: str) -> None:
-        word, _, rest = line.partition(" ")
-        if word == "loaded":
-            log.info("generation %d: app loaded (%s)", gen.number, rest)
-            gen.state = "serving"
-        elif word == "failed":
-            gen.failure = rest
-            log.error("generation %d: %s", gen.number, rest)
-        elif word == "spawned":
-            wid_text, _, pid_text = rest.partition(" ")
-            self._on_spawned(int(wid_text), int(pid_text))
+    def _on_reply_line(self, gen: Generation, line: bytes) -> None:
+        match decode(line):
+            case Loaded(detail):
+                log.info("generation %d: app loaded (%s)", gen.number, detail)
+                gen.state = GenState.SERVING
+            case Failed(message):
+                gen.failure = message
+                log.error("generation %d: %s", gen.number, message)
+            case Spawned(wid, pid):
+                self._on_spawned(wid, pid)
 
     def _on_spawned(self, wid: int, pid: int) -> None:
-        worker = self.fleet.workers.get(wid)
+        worker = self.table.workers.get(wid)
         if worker is None:  # stopped before it was even reported
-            _kill(pid, signal.SIGTERM)
+            self.procs.kill(pid, signal.SIGTERM)
             return
         worker.pid = pid
-        self.fleet.by_pid[pid] = wid
+        self.table.by_pid[pid] = wid
         self.scoreboard.set_pid(worker.slot, pid)
         if worker.stopping:
-            _kill(pid, signal.SIGTERM)
-        status = self.fleet.early_exits.pop(pid, None)
+            self.procs.kill(pid, signal.SIGTERM)
+        status = self.table.early_exits.pop(pid, None)
         if status is not None:
             self._on_worker_exit(worker, status)
 
     # ---- workers -----------------------------------------------------------------------------
-    def _spawn(self, gen: Generation, replaces: int = 0) -> Worker | None:
+    def _spawn(self, gen: Generation, replaces: int = 0) -> WorkerRecord | None:
         if not self.free_slots or gen.cmd_w < 0:
             log.error("no free scoreboard slot for a new worker")
             return None
-        now = time.monotonic()
+        now = self.clock()
         wid, slot = self.next_wid, self.free_slots.pop()
         self.next_wid += 1
         self.scoreboard.reset(slot, 0, wid, gen.number, now)
         limit = jittered_max_requests(
             self.cfg.max_requests, self.cfg.max_requests_jitter, seed=self.pid, worker_id=wid
         )
-        worker = Worker(wid, slot, gen.number, now, limit, replaces=replaces)
-        self.fleet.workers[wid] = worker
+        worker = WorkerRecord(wid, slot, gen.number, now, limit, replaces=replaces)
+        self.table.workers[wid] = worker
         try:
-            os.write(gen.cmd_w, f"spawn {wid} {slot}\n".encode())
+            self.procs.command(gen.cmd_w, Spawn(wid, slot))
         except OSError as exc:
             log.error("generation %d: zygote unreachable (%s)", gen.number, exc)
             self._forget(worker, None)
@@ -280,26 +285,35 @@ class Arbiter:
         if self.stats is not None:
             self.stats.event(kind, wid, detail)
 
-    def _stop(self, worker: Worker, reason: str, sig: int = signal.SIGTERM) -> None:
-        if worker.stopping:
+    def _stop(
+        self,
+        worker: WorkerRecord,
+        reason: ExitReason,
+        sig: int = signal.SIGTERM,
+        *,
+        again: bool = False,
+    ) -> None:
+        """Signal a worker to stop; ``again`` re-signals one already stopping (fast stop)."""
+        if worker.stopping and not again:
             return
-        worker.stopping = True
+        worker.move(Lifecycle.STOPPING)
         worker.stop_reason = reason
         grace = self.cfg.graceful_timeout_s if sig == signal.SIGTERM else ABORT_GRACE_S
-        worker.kill_at = time.monotonic() + grace + 1.0
+        worker.kill_at = self.clock() + grace + 1.0
         if worker.pid:
-            _kill(worker.pid, sig)
+            self.procs.kill(worker.pid, sig)
         log.info("worker %d (pid %d) stopping: %s", worker.wid, worker.pid, reason)
 
-    def replace(self, worker: Worker, reason: str) -> bool:
+    def replace(self, worker: WorkerRecord, reason: ExitReason) -> bool:
         """Spawn-before-kill: start a replacement; the old worker drains once it is READY."""
         gen = self.gens.get(worker.gen)
-        if gen is None or gen is not self.current or worker.retiring or worker.stopping:
+        if gen is None or gen is not self.current or not worker.serving:
             return False
         new = self._spawn(gen, replaces=worker.wid)
         if new is None:
             return False
-        worker.retiring = reason
+        worker.move(Lifecycle.RETIRING)
+        worker.retire_reason = reason
         log.info(
             "worker %d (pid %d) to be replaced (%s) by worker %d",
             worker.wid,
@@ -310,52 +324,32 @@ class Arbiter:
         return True
 
     def replacing(self) -> bool:
-        return any(w.retiring and not w.stopping for w in self.fleet.workers.values())
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            if pid == 0:
-                return
-            self._on_exit(pid, status)
+        return any(w.retiring for w in self.table.workers.values())
 
     def _on_exit(self, pid: int, status: int) -> None:
         for gen in self.gens.values():
             if gen.zygote_pid == pid:
                 self._on_zygote_exit(gen, status)
                 return
-        wid = self.fleet.by_pid.get(pid)
+        wid = self.table.by_pid.get(pid)
         if wid is None:
-            self.fleet.early_exits[pid] = status
+            self.table.early_exits[pid] = status
             return
-        self._on_worker_exit(self.fleet.workers[wid], status)
+        self._on_worker_exit(self.table.workers[wid], status)
 
-    def _on_worker_exit(self, worker: Worker, status: int) -> None:
+    def _on_worker_exit(self, worker: WorkerRecord, status: int) -> None:
         info = policy.decode_status(status)
-        now = time.monotonic()
+        now = self.clock()
         gen = self.gens[worker.gen]
+        stopping = worker.stopping
         reason = (
             worker.stop_reason
-            if worker.stopping
+            if stopping and worker.stop_reason is not None
             else policy.exit_reason(info, asked_to_stop=False, timed_out=worker.timed_out)
         )
-        if worker.stopping and not worker.timed_out:
-            log.info("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(), reason)
-        elif reason == "oom?":
-            log.error(
-                "worker %d (pid %d) was SIGKILLed by someone else: probably the OOM "
-                "killer; check dmesg",
-                worker.wid,
-                worker.pid,
-            )
-        else:
-            log.error("worker %d (pid %d) %s (%s)", worker.wid, worker.pid, info.describe(), reason)
-        if not worker.ready and not worker.stopping:
+        level, message = policy.exit_message(info, reason, stopping and not worker.timed_out)
+        log.log(level, "worker %d (pid %d) %s", worker.wid, worker.pid, message)
+        if not worker.was_ready and not stopping:
             gen.boot_failures += 1
             log.error(
                 "worker %d failed to boot (%d in generation %d)",
@@ -363,29 +357,26 @@ class Arbiter:
                 gen.boot_failures,
                 gen.number,
             )
-        if not worker.stopping:
+        if not stopping:
             lived = now - worker.spawned_at
-            gen.crashes = policy.crash_streak(gen.crashes, worker.ready, lived)
+            gen.crashes = policy.crash_streak(gen.crashes, worker.was_ready, lived)
             gen.next_spawn_at = now + policy.respawn_delay(gen.crashes)
         self._forget(worker, reason)
 
-    def _forget(self, worker: Worker, reason: str | None) -> None:
-        self.fleet.workers.pop(worker.wid, None)
-        self.fleet.by_pid.pop(worker.pid, None)
+    def _forget(self, worker: WorkerRecord, reason: ExitReason | None) -> None:
+        self.table.workers.pop(worker.wid, None)
+        self.table.by_pid.pop(worker.pid, None)
+        worker.move(Lifecycle.GONE)
         if self.monitor is not None:
-            self.monitor.forget(worker)
-        if reason is not None:
-            self.on_retired(worker, reason)
+            self.monitor.forget(worker.wid)
+        if reason is not None and self.stats is not None:
+            self.stats.retire(worker.slot, reason)  # totals survive worker replacement
         if worker.replaces:  # a replacement died before taking over: the old one serves on
-            old = self.fleet.workers.get(worker.replaces)
-            if old is not None and not old.stopping:
-                old.retiring = ""
+            old = self.table.workers.get(worker.replaces)
+            if old is not None and old.retiring:
+                old.move(Lifecycle.READY)
+                old.retire_reason = None
         self.free_slots.append(worker.slot)
-
-    def on_retired(self, worker: Worker, reason: str) -> None:
-        """Hook for the stats layer (totals survive worker replacement)."""
-        if self.stats is not None:
-            self.stats.retire(worker, reason)
 
     def _on_zygote_exit(self, gen: Generation, status: int) -> None:
         gen.zygote_alive = False
@@ -393,11 +384,11 @@ class Arbiter:
         if gen.cmd_w >= 0:
             os.close(gen.cmd_w)
             gen.cmd_w = -1
-        if gen.state == "loading":
-            gen.state = "failed"
+        if gen.state == GenState.LOADING:
+            gen.state = GenState.FAILED
             code = policy.decode_status(status)
             gen.failure = gen.failure or f"zygote {code.describe()} before loading the app"
-        elif self.phase != "stopping" and gen is self.current and gen.state == "serving":
+        elif self.phase != "stopping" and gen is self.current and gen.state == GenState.SERVING:
             log.error(
                 "generation %d: zygote died (%s); starting a new generation",
                 gen.number,
@@ -412,36 +403,66 @@ class Arbiter:
             self._on_reply(gen)
 
     # ---- the tick ----------------------------------------------------------------------------
-    def _tick(self, now: float) -> None:
-        self._reap()
-        self._observe_ready()
+    def tick(self, now: float) -> None:
+        """One round of supervision; each step under its own guard."""
+        self._guard("reaping", self._reap)
+        self._guard("readiness", self._observe_ready)
         if self.phase != "stopping":
-            self._advance_generations(now)
-            if self.current is not None and self.current.state == "serving":
-                self._ensure_workers(self.current, now)
-            self._check_timeouts(now)
+            self._guard("generations", self._advance_generations, now)
+            if self.current is not None and self.current.state == GenState.SERVING:
+                self._guard("spawning", self._ensure_workers, self.current, now)
+            self._guard("timeouts", self._check_timeouts, now)
             if self.monitor is not None and self.phase == "running":
-                self.monitor.tick(now)
+                self._guard("memory monitoring", self._monitor_tick, now)
         if self.stats is not None:
-            self.stats.tick(now)
-        self._escalate(now)
+            self._guard("stats", self.stats.tick, now)
+        self._guard("escalation", self._escalate, now)
         if self.phase == "stopping" and now > self.stop_deadline:
-            for worker in self.fleet.workers.values():
+            for worker in self.table.workers.values():
                 if worker.pid:
-                    _kill(worker.pid, signal.SIGKILL)
+                    self.procs.kill(worker.pid, signal.SIGKILL)
+
+    def _reap(self) -> None:
+        exits = self.procs.reap()
+        if exits:
+            self._drain_signals()  # a TERM sent with these exits is acted on before they are
+        for pid, status in exits:
+            self._on_exit(pid, status)
+
+    def _monitor_tick(self, now: float) -> None:
+        assert self.monitor is not None
+        workers = list(self.table.workers.values())
+        seen = MonitorInput(
+            workers=workers,
+            zygotes={g.number: g.zygote_pid for g in self.gens.values() if g.zygote_alive},
+            readings=self.scoreboard,
+            replacing=self.replacing(),
+        )
+        self._apply(self.monitor.tick(now, seen))
+
+    def _apply(self, decisions: list[Recycle]) -> None:
+        """Act on a helper's decisions, most urgent first, until one is carried out."""
+        for decision in decisions:
+            worker = self.table.workers.get(decision.wid)
+            if decision.why:
+                log.warning("%s", decision.why)
+            if worker is not None and self.replace(worker, decision.reason):
+                return
 
     def _observe_ready(self) -> None:
-        for worker in list(self.fleet.workers.values()):
-            if worker.ready or not worker.pid:
+        for worker in list(self.table.workers.values()):
+            if worker.was_ready or not worker.pid:
                 continue
             if self.scoreboard.state(worker.slot) == WorkerState.READY:
-                worker.ready = True
+                worker.was_ready = True
+                if worker.state is Lifecycle.BOOTING:
+                    worker.move(Lifecycle.READY)
                 gen = self.gens[worker.gen]
                 gen.ever_ready = True
                 gen.boot_failures = 0
-                old = self.fleet.workers.get(worker.replaces) if worker.replaces else None
+                old = self.table.workers.get(worker.replaces) if worker.replaces else None
                 if old is not None and not old.stopping:
-                    self._stop(old, old.retiring or "replaced")
+                    self._stop(old, old.retire_reason or ExitReason.REPLACED)
         self._announce_ready()
 
     def _announce_ready(self) -> None:
@@ -463,16 +484,12 @@ class Arbiter:
                     pass
 
     def _ready_count(self, gen: Generation) -> int:
-        return sum(
-            1
-            for w in self.fleet.workers.values()
-            if w.gen == gen.number and w.ready and not w.stopping and not w.retiring
-        )
+        return sum(1 for w in self.table.workers.values() if w.gen == gen.number and w.serving)
 
-    def _live(self, gen: Generation) -> list[Worker]:
+    def _live(self, gen: Generation) -> list[WorkerRecord]:
         return [
             w
-            for w in self.fleet.workers.values()
+            for w in self.table.workers.values()
             if w.gen == gen.number and not w.stopping and not w.retiring
         ]
 
@@ -489,19 +506,19 @@ class Arbiter:
 
     def _generation_broken(self, gen: Generation, now: float) -> bool:
         """A generation whose workers never became ready is abandoned after a few tries."""
-        if gen.ever_ready or gen.state == "failed":
-            return gen.state == "failed"
+        if gen.ever_ready or gen.state == GenState.FAILED:
+            return gen.state == GenState.FAILED
         timed_out = now - gen.started_at > self.cfg.boot_timeout_s
         if gen.boot_failures < policy.MAX_BOOT_FAILURES and not timed_out:
             return False
-        gen.state = "failed"
+        gen.state = GenState.FAILED
         gen.failure = "boot timeout" if timed_out else f"{gen.boot_failures} workers failed to boot"
         log.error("generation %d: %s", gen.number, gen.failure)
         return True
 
     def _advance_generations(self, now: float) -> None:
         cur = self.current
-        if cur is not None and cur.state == "failed" and self.phase == "booting":
+        if cur is not None and cur.state == GenState.FAILED and self.phase == "booting":
             boot = "workers failed to boot" in cur.failure or cur.failure == "boot timeout"
             self._begin_stop(
                 fast=True, code=exitcodes.WORKER_BOOT_ERROR if boot else exitcodes.APP_LOAD_ERROR
@@ -510,17 +527,17 @@ class Arbiter:
         nxt = self.next_gen
         if nxt is None:
             return
-        if nxt.state == "serving":
+        if nxt.state == GenState.SERVING:
             self._ensure_workers(nxt, now)
-        if nxt.state == "failed" or self._generation_broken(nxt, now):
+        if nxt.state == GenState.FAILED or self._generation_broken(nxt, now):
             self._abandon(nxt)
-        elif nxt.state == "serving" and self._ready_count(nxt) >= self.target:
+        elif nxt.state == GenState.SERVING and self._ready_count(nxt) >= self.target:
             self._promote(nxt)
 
     def _promote(self, nxt: Generation) -> None:
         old, self.current, self.next_gen = self.current, nxt, None
         if old is not None:
-            self._retire_generation(old, "reload")
+            self._retire_generation(old, ExitReason.RELOAD)
         log.info("reload complete: generation %d serving", nxt.number)
         self.event("reload", None, f"generation {nxt.number} serving")
         if self.reload_again:
@@ -534,12 +551,12 @@ class Arbiter:
             self.current.number if self.current else 0,
         )
         self.event("reload-failed", None, gen.failure)
-        self._retire_generation(gen, "reload-failed")
+        self._retire_generation(gen, ExitReason.RELOAD_FAILED)
         self.next_gen = None
 
-    def _retire_generation(self, gen: Generation, reason: str) -> None:
-        gen.state = "retired" if gen.state != "failed" else "failed"
-        for worker in list(self.fleet.workers.values()):
+    def _retire_generation(self, gen: Generation, reason: ExitReason) -> None:
+        gen.state = GenState.RETIRED if gen.state != GenState.FAILED else GenState.FAILED
+        for worker in list(self.table.workers.values()):
             if worker.gen == gen.number:
                 self._stop(worker, reason)
         if gen.cmd_w >= 0:
@@ -548,8 +565,8 @@ class Arbiter:
 
     def _check_timeouts(self, now: float) -> None:
         timeout = self.cfg.timeout_s
-        for worker in self.fleet.workers.values():
-            if not worker.ready or worker.stopping or not worker.pid:
+        for worker in list(self.table.workers.values()):
+            if not worker.was_ready or worker.stopping or not worker.pid:
                 continue
             if policy.is_stuck(self.scoreboard.heartbeat(worker.slot), now, timeout):
                 log.error(
@@ -560,43 +577,47 @@ class Arbiter:
                     timeout,
                 )
                 worker.timed_out = True
-                self._stop(worker, "timeout", sig=signal.SIGABRT)
+                self._stop(worker, ExitReason.TIMEOUT, sig=signal.SIGABRT)
 
     def _escalate(self, now: float) -> None:
-        for worker in self.fleet.workers.values():
+        for worker in self.table.workers.values():
             if worker.stopping and worker.pid and worker.kill_at and now > worker.kill_at:
                 log.warning(
                     "worker %d (pid %d) did not stop in time: SIGKILL", worker.wid, worker.pid
                 )
-                _kill(worker.pid, signal.SIGKILL)
+                self.procs.kill(worker.pid, signal.SIGKILL)
                 worker.kill_at = 0.0
 
     # ---- signals -----------------------------------------------------------------------------
     def _on_signal_pipe(self, fileobj: Any, mask: int) -> None:
+        self._drain_signals()
+
+    def _drain_signals(self) -> None:
+        if self.sig_r < 0:
+            return
         try:
             data = os.read(self.sig_r, 256)
         except BlockingIOError:
             return
         for signum in data:
-            self._on_signal(signum)
+            self.on_signal(signum)
 
-    def _on_signal(self, signum: int) -> None:
+    def on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # the tick reaps
-        name = signal.Signals(signum).name
-        log.info("received %s", name)
-        if signum == signal.SIGTERM:
-            self._begin_stop(fast=False)
-        elif signum in (signal.SIGINT, signal.SIGQUIT):
-            self._begin_stop(fast=True)
-        elif signum == signal.SIGHUP:
-            self._request_reload()
-        elif signum == signal.SIGTTIN:
-            self._scale(+1)
-        elif signum == signal.SIGTTOU:
-            self._scale(-1)
-        elif signum == signal.SIGUSR1:
-            self._reopen_logs()
+        log.info("received %s", signal.Signals(signum).name)
+        actions: dict[int, Callable[[], None]] = {
+            signal.SIGTERM: lambda: self._begin_stop(fast=False),
+            signal.SIGINT: lambda: self._begin_stop(fast=True),
+            signal.SIGQUIT: lambda: self._begin_stop(fast=True),
+            signal.SIGHUP: self._request_reload,
+            signal.SIGTTIN: lambda: self._scale(+1),
+            signal.SIGTTOU: lambda: self._scale(-1),
+            signal.SIGUSR1: self._reopen_logs,
+        }
+        action = actions.get(signum)
+        if action is not None:
+            action()
 
     def _request_reload(self) -> None:
         if self.phase == "stopping":
@@ -619,15 +640,13 @@ class Arbiter:
             if len(live) > self.target:
                 wid = policy.pick_scale_down([(w.wid, w.spawned_at) for w in live])
                 if wid is not None:
-                    self._stop(self.fleet.workers[wid], "scale-down")
+                    self._stop(self.table.workers[wid], ExitReason.SCALE_DOWN)
 
     def _reopen_logs(self) -> None:
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.close()  # reopened on the next emit
-        for worker in self.fleet.workers.values():
+        reopen_log_files()
+        for worker in self.table.workers.values():
             if worker.pid:
-                _kill(worker.pid, signal.SIGUSR1)
+                self.procs.kill(worker.pid, signal.SIGUSR1)
 
     def _begin_stop(self, fast: bool, code: int = exitcodes.OK) -> None:
         if self.phase == "stopping" and not fast:
@@ -635,17 +654,16 @@ class Arbiter:
         self.phase = "stopping"
         self.exit_code = code or self.exit_code
         grace = ABORT_GRACE_S if fast else self.cfg.graceful_timeout_s
-        self.stop_deadline = time.monotonic() + grace + 1.0
-        for worker in list(self.fleet.workers.values()):
-            if fast:
-                worker.stopping = False
-            self._stop(worker, "shutdown", sig=signal.SIGQUIT if fast else signal.SIGTERM)
+        self.stop_deadline = self.clock() + grace + 1.0
+        sig = signal.SIGQUIT if fast else signal.SIGTERM
+        for worker in list(self.table.workers.values()):
+            self._stop(worker, ExitReason.SHUTDOWN, sig=sig, again=fast)
         for gen in self.gens.values():
             if gen.cmd_w >= 0:
                 os.close(gen.cmd_w)
                 gen.cmd_w = -1
             if gen.zygote_alive:
-                _kill(gen.zygote_pid, signal.SIGTERM)
+                self.procs.kill(gen.zygote_pid, signal.SIGTERM)
 
     def _cleanup(self) -> None:
         if self.stats is not None:
@@ -654,39 +672,11 @@ class Arbiter:
             sock.close()
         for address in self.addresses:
             if address.family == socket.AF_UNIX:
-                try:
-                    os.unlink(address.path)
-                except OSError:
-                    pass
+                sysdeps.unlink_quietly(address.path)
         if self.cfg.pidfile:
-            try:
-                os.unlink(self.cfg.pidfile)
-            except OSError:
-                pass
+            sysdeps.unlink_quietly(self.cfg.pidfile)
         log.info("master exiting with code %d", self.exit_code)
 
 
 def _noop_handler(signum: int, frame: Any) -> None:
     """The wakeup fd already carries the signal number to the loop; nothing to do here."""
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except OSError as exc:
-        if exc.errno != errno.ESRCH:
-            raise
-
-
-def _write_pidfile(path: str) -> None:
-    with open(path, "w") as f:
-        f.write(f"{os.getpid()}\n")
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except Exception:
-        pass

@@ -6,17 +6,23 @@ samples it reads ``statm`` (~10 µs) every tick and estimates the worker's curre
 last full sample plus the RSS growth since; once the estimate nears the limit, the worker is
 sampled in full on every tick, so a fast leak is seen within a tenth of a second rather than a
 sampling period. The decisions themselves are the pure policies in ``corral.memory.recycle``
-(streak of over-limit samples, minimum lifetime, jitter, one at a time); the arbiter applies
-them through its spawn-before-kill ``replace`` path.
+(streak of over-limit samples, minimum lifetime, jitter, one at a time) and max-requests.
+
+The monitor does not hold the arbiter: each tick it is handed a ``MonitorInput`` (the worker
+records, the live zygotes, the scoreboard's readings, whether a replacement is under way) and
+returns ``Recycle`` decisions in priority order; the arbiter applies the first it can through its
+spawn-before-kill path. ``report`` gives the stats layer the latest figures.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from corral.config import Config
+from corral.lifecycle import ExitReason
+from corral.master.workers import Recycle, SlotReadings, WorkerRecord
 from corral.memory.proc import (
     AddressRange,
     CowCounts,
@@ -35,10 +41,6 @@ from corral.memory.recycle import (
     max_requests_due,
 )
 
-if TYPE_CHECKING:
-    from corral.master.arbiter import Arbiter, Worker
-
-log = logging.getLogger("corral.master")
 MIB = 1024 * 1024
 NEAR_LIMIT = 0.85  # estimated figure / limit above which a worker is sampled every tick
 
@@ -51,22 +53,58 @@ class _Reading:
     cow: CowCounts | None = None
 
 
+@dataclass(frozen=True)
+class MonitorSettings:
+    sample_interval_s: float
+    metric: Metric
+    limit_bytes: int  # 0: no memory limit
+    min_lifetime_s: float
+    max_requests: int  # 0: no request limit
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> MonitorSettings:
+        return cls(
+            sample_interval_s=cfg.memory_sample_s,
+            metric=Metric(cfg.worker_memory_metric),
+            limit_bytes=int(cfg.max_worker_memory_mib * MIB),
+            min_lifetime_s=cfg.min_worker_lifetime_s,
+            max_requests=cfg.max_requests,
+        )
+
+
+@dataclass(frozen=True)
+class MonitorInput:
+    """What one tick of the monitor reads; built by the arbiter."""
+
+    workers: Sequence[WorkerRecord]
+    zygotes: Mapping[int, int]  # generation -> pid of its live zygote
+    readings: SlotReadings
+    replacing: bool  # a replacement is booting: recycle one at a time
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """The latest figures for the stats layer: per live worker pid, and the zygote's."""
+
+    workers: Sequence[tuple[int, MemorySample, CowCounts | None]]  # (pid, sample, cow)
+    zygote: MemorySample | None
+
+
 class Monitor:
-    def __init__(self, arbiter: Arbiter) -> None:
-        self.arbiter = arbiter
-        cfg = arbiter.cfg
-        self.interval = cfg.memory_sample_s
-        self.metric = Metric(cfg.worker_memory_metric)
-        self.limit = int(cfg.max_worker_memory_mib * MIB)
+    def __init__(self, settings: MonitorSettings, *, seed: int | None = None) -> None:
+        self.settings = settings
+        self.interval = settings.sample_interval_s
+        self.metric = settings.metric
+        self.limit = settings.limit_bytes
         self.policy = (
             RecyclePolicy(
                 RecycleSettings(
                     limit_bytes=self.limit,
                     metric=self.metric,
                     consecutive=3,
-                    min_lifetime_s=cfg.min_worker_lifetime_s,
+                    min_lifetime_s=settings.min_lifetime_s,
                     jitter=0.1,
-                    seed=os.getpid(),
+                    seed=os.getpid() if seed is None else seed,
                 )
             )
             if self.limit > 0
@@ -76,10 +114,10 @@ class Monitor:
         self.heap_ranges: dict[int, list[AddressRange]] = {}  # generation -> zygote's heap
         self.zygote_memory: MemorySample | None = None
 
-    def forget(self, worker: Worker) -> None:
-        self.readings.pop(worker.wid, None)
+    def forget(self, wid: int) -> None:
+        self.readings.pop(wid, None)
         if self.policy is not None:
-            self.policy.forget(worker.wid)
+            self.policy.forget(wid)
 
     def memory(self, wid: int) -> MemorySample | None:
         reading = self.readings.get(wid)
@@ -89,33 +127,40 @@ class Monitor:
         reading = self.readings.get(wid)
         return reading.cow if reading else None
 
-    def _heap_ranges(self, gen: int) -> list[AddressRange] | None:
+    def report(self, workers: Sequence[WorkerRecord]) -> MemoryReport:
+        figures = []
+        for worker in workers:
+            reading = self.readings.get(worker.wid)
+            if reading is not None and worker.pid:
+                figures.append((worker.pid, reading.sample, reading.cow))
+        return MemoryReport(figures, self.zygote_memory)
+
+    def _heap_ranges(self, gen: int, zygotes: Mapping[int, int]) -> list[AddressRange] | None:
         """The zygote's anonymous ranges: the pre-fork heap every worker of ``gen`` maps.
         Read once per generation; the zygote is idle after loading, so they do not change."""
         ranges = self.heap_ranges.get(gen)
         if ranges is None:
-            generation = self.arbiter.gens.get(gen)
-            if generation is None or not generation.zygote_alive:
+            zygote_pid = zygotes.get(gen)
+            if zygote_pid is None:
                 return None
             try:
-                ranges = anonymous_ranges(generation.zygote_pid)
-                self.zygote_memory = read_smaps_rollup(generation.zygote_pid)
+                ranges = anonymous_ranges(zygote_pid)
+                self.zygote_memory = read_smaps_rollup(zygote_pid)
             except MemoryProbeError:
                 return None
             self.heap_ranges[gen] = ranges
         return ranges
 
-    def tick(self, now: float) -> None:
-        for worker in list(self.arbiter.fleet.workers.values()):
-            if worker.ready and worker.pid and not worker.stopping:
-                self._sample(worker, now)
-        if self.arbiter.replacing():
-            return
-        if self._max_requests():
-            return
-        self._memory_recycle(now)
+    def tick(self, now: float, seen: MonitorInput) -> list[Recycle]:
+        """Sample what is due; return the workers to replace, most urgent first."""
+        for worker in seen.workers:
+            if worker.was_ready and worker.pid and not worker.stopping:
+                self._sample(worker, now, seen.zygotes)
+        if seen.replacing:
+            return []
+        return [*self._max_requests(now, seen), *self._memory_recycle(now, seen.workers)]
 
-    def _sample(self, worker: Worker, now: float) -> None:
+    def _sample(self, worker: WorkerRecord, now: float, zygotes: Mapping[int, int]) -> None:
         reading = self.readings.get(worker.wid)
         try:
             if (
@@ -125,7 +170,7 @@ class Monitor:
             ):
                 return
             sample = read_smaps_rollup(worker.pid)
-            ranges = self._heap_ranges(worker.gen)
+            ranges = self._heap_ranges(worker.gen, zygotes)
             cow = pagemap_cow(worker.pid, ranges) if ranges else None
         except MemoryProbeError:
             return
@@ -135,42 +180,39 @@ class Monitor:
                 WorkerSample(worker.wid, worker.spawned_at, sample.value(self.metric), now)
             )
 
-    def _near_limit(self, worker: Worker, reading: _Reading) -> bool:
+    def _near_limit(self, worker: WorkerRecord, reading: _Reading) -> bool:
         if self.limit <= 0:
             return False
         growth = read_statm_rss(worker.pid) - reading.rss_at_sample
         estimate = reading.sample.value(self.metric) + max(0, growth)
         return estimate > self.limit * NEAR_LIMIT
 
-    def _max_requests(self) -> bool:
-        arbiter = self.arbiter
-        if arbiter.cfg.max_requests <= 0:
-            return False
-        now_min = arbiter.cfg.min_worker_lifetime_s
-        for worker in arbiter.fleet.workers.values():
-            if not worker.ready or worker.stopping or worker.retiring:
+    def _max_requests(self, now: float, seen: MonitorInput) -> list[Recycle]:
+        """The first serving worker past its request limit (and old enough), if any."""
+        if self.settings.max_requests <= 0:
+            return []
+        for worker in seen.workers:
+            if not worker.serving:
                 continue
-            served = arbiter.scoreboard.requests(worker.slot)
-            old_enough = arbiter.clock() - worker.spawned_at >= now_min
+            served = seen.readings.requests(worker.slot)
+            old_enough = now - worker.spawned_at >= self.settings.min_lifetime_s
             if old_enough and max_requests_due(served, worker.requests_limit):
-                return arbiter.replace(worker, "max-requests")
-        return False
+                return [Recycle(worker.wid, ExitReason.MAX_REQUESTS)]
+        return []
 
-    def _memory_recycle(self, now: float) -> None:
+    def _memory_recycle(self, now: float, workers: Sequence[WorkerRecord]) -> list[Recycle]:
         if self.policy is None:
-            return
+            return []
+        by_wid = {w.wid: w for w in workers}
+        out = []
         for decision in self.policy.decide(now):
-            worker = self.arbiter.fleet.workers.get(decision.worker_id)
+            worker = by_wid.get(decision.worker_id)
             if worker is None or worker.stopping:
                 continue
-            log.warning(
-                "worker %d (pid %d) uses %.1f MiB %s, over its limit of %.1f MiB for "
-                "%d samples: recycling",
-                worker.wid,
-                worker.pid,
-                decision.value / MIB,
-                self.metric.value,
-                decision.limit / MIB,
-                decision.streak,
+            why = (
+                f"worker {worker.wid} (pid {worker.pid}) uses {decision.value / MIB:.1f} MiB "
+                f"{self.metric.value}, over its limit of {decision.limit / MIB:.1f} MiB for "
+                f"{decision.streak} samples: recycling"
             )
-            self.arbiter.replace(worker, "memory")
+            out.append(Recycle(worker.wid, ExitReason.MEMORY, why))
+        return out

@@ -6,9 +6,12 @@ and applies what comes out, so every rule can be tested with synthetic inputs.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from dataclasses import dataclass
+
+from corral.lifecycle import ExitReason
 
 # Respawn backoff after crashes: 0.1 s doubling to 5 s (gunicorn respawns at once and can spin).
 BACKOFF_BASE_S = 0.1
@@ -55,15 +58,29 @@ def decode_status(status: int) -> ExitInfo:
     return ExitInfo(os.waitstatus_to_exitcode(status), None)
 
 
-def exit_reason(info: ExitInfo, *, asked_to_stop: bool, timed_out: bool) -> str:
-    """Why a worker went away, in the vocabulary of the recycle/restart counters."""
+def exit_reason(info: ExitInfo, *, asked_to_stop: bool, timed_out: bool) -> ExitReason:
+    """Why a worker went away that the master did not stop itself. A clean exit (0, or the
+    default action of SIGTERM) means someone else stopped it, e.g. systemd signalling the whole
+    control group: that is no crash."""
     if timed_out:
-        return "timeout"
-    if asked_to_stop:
-        return "stopped"
+        return ExitReason.TIMEOUT
+    if asked_to_stop or info.code == 0 or info.signum == signal.SIGTERM:
+        return ExitReason.STOPPED
     if info.signum == signal.SIGKILL:
-        return "oom?"  # nobody here sent SIGKILL: the kernel's OOM killer is the usual suspect
-    return "crash"
+        return ExitReason.OOM  # nobody here sent SIGKILL: the kernel's OOM killer, probably
+    return ExitReason.CRASH
+
+
+def exit_message(info: ExitInfo, reason: ExitReason, asked: bool) -> tuple[int, str]:
+    """(logging level, text after "worker N (pid P)") for a worker's exit: INFO when the
+    master asked for it, WARNING when someone else stopped it cleanly, ERROR otherwise."""
+    if asked:
+        return logging.INFO, f"{info.describe()} ({reason})"
+    if reason is ExitReason.OOM:
+        return logging.ERROR, "was SIGKILLed by someone else: probably the OOM killer; check dmesg"
+    if reason is ExitReason.STOPPED:
+        return logging.WARNING, f"{info.describe()}: stopped by someone else, not by this master"
+    return logging.ERROR, f"{info.describe()} ({reason})"
 
 
 def is_stuck(heartbeat: float, now: float, timeout_s: float) -> bool:

@@ -1,44 +1,49 @@
 """Connect the master to the stats layer: the stats listener, the fleet aggregate fed from the
-scoreboard and the memory monitor, and the retire/recycle history.
+scoreboard and the memory monitor's figures, and the retire/recycle history.
 
 The stats server runs inside the master's single selector loop (no thread: the master forks
 zygotes, and forking a threaded process is unsafe); every request builds a fresh snapshot.
+The glue holds no arbiter: it is given the scoreboard, the selector to register with, and two
+callables (is the master healthy, what are the latest memory figures); the arbiter tells it
+when a worker retires and why, and ``corral.lifecycle.recycle_reason`` decides what is counted.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from corral.master.listeners import parse_address
+from corral.addresses import parse_address
+from corral.lifecycle import ExitReason, recycle_reason
+from corral.master.monitor import MemoryReport
 from corral.memory.proc import MemorySample
-from corral.stats.fleet import RETIRE_REASONS, Fleet, FleetSnapshot
+from corral.stats.fleet import Fleet, FleetSnapshot
+from corral.stats.scoreboard import Scoreboard
 from corral.stats.server import StatsServer, bind_stats_socket
-
-if TYPE_CHECKING:
-    from corral.master.arbiter import Arbiter, Worker
-
-# The master's words for why a worker left -> the recycle counter it increments.
-REASONS = {
-    "oom?": "crash",
-    "stopped": "scale-down",
-    "shutdown": "scale-down",
-    "reload-failed": "reload",
-    "replaced": "reload",
-}
 
 
 class StatsGlue:
-    def __init__(self, arbiter: Arbiter, sock: socket.socket) -> None:
-        self.arbiter = arbiter
-        self.fleet = Fleet(arbiter.scoreboard, now=time.monotonic())
-        self.server = StatsServer(sock, self.snapshot, healthy=lambda: arbiter.phase != "stopping")
-        self.server.register(arbiter.sel)
+    def __init__(
+        self,
+        scoreboard: Scoreboard,
+        sock: socket.socket,
+        *,
+        healthy: Callable[[], bool],
+        memory: Callable[[], MemoryReport | None],
+    ) -> None:
+        self.scoreboard = scoreboard
+        self.memory = memory
+        self.fleet = Fleet(scoreboard, now=time.monotonic())
+        self.server = StatsServer(sock, self.snapshot, healthy=healthy)
         host, port = self.server.address
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.next_snapshot = 0.0
+
+    def register(self, sel: selectors.BaseSelector) -> None:
+        self.server.register(sel)
 
     def fds(self) -> list[int]:
         return [self.server.sock.fileno()]
@@ -51,30 +56,26 @@ class StatsGlue:
             self.server.expire(now)
 
     def snapshot(self) -> FleetSnapshot:
-        monitor = self.arbiter.monitor
-        if monitor is None:
-            return self.fleet.snapshot(time.monotonic())
-        for worker in self.arbiter.fleet.workers.values():
-            sample = monitor.memory(worker.wid)
-            if sample is None or not worker.pid:
-                continue
-            cow = monitor.cow(worker.wid)
-            cow_pages = None
-            if cow is not None:
-                cow_pages = {
-                    "cow_shared_pages": cow.shared_pages,
-                    "cow_copied_pages": cow.exclusive_pages,
-                }
-            self.fleet.set_memory(worker.pid, _memory_dict(sample), cow_pages)
-        if monitor.zygote_memory is not None:
-            self.fleet.set_master_memory(_memory_dict(monitor.zygote_memory))
+        report = self.memory()
+        if report is not None:
+            for pid, sample, cow in report.workers:
+                cow_pages = None
+                if cow is not None:
+                    cow_pages = {
+                        "cow_shared_pages": cow.shared_pages,
+                        "cow_copied_pages": cow.exclusive_pages,
+                    }
+                self.fleet.set_memory(pid, _memory_dict(sample), cow_pages)
+            if report.zygote is not None:
+                self.fleet.set_master_memory(_memory_dict(report.zygote))
         return self.fleet.snapshot(time.monotonic())
 
-    def retire(self, worker: Worker, reason: str) -> None:
-        snap = self.arbiter.scoreboard.read(worker.slot)
-        counted = reason if reason in RETIRE_REASONS else REASONS.get(reason, "crash")
-        self.fleet.retire(snap, counted, time.monotonic())
-        self.arbiter.scoreboard.clear(worker.slot)
+    def retire(self, slot: int, reason: ExitReason) -> None:
+        """Fold a departed worker's counters into the totals (and count it if it was a
+        recycle), then free its slot for the next worker."""
+        snap = self.scoreboard.read(slot)
+        self.fleet.retire(snap, recycle_reason(reason), time.monotonic(), detail=reason)
+        self.scoreboard.clear(slot)
 
     def event(self, kind: str, wid: int | None, detail: str = "") -> None:
         self.fleet.record_event(time.monotonic(), kind, wid, detail)
@@ -93,11 +94,16 @@ def _memory_dict(sample: MemorySample) -> dict[str, int]:
     }
 
 
-def start_stats_server(arbiter: Arbiter) -> StatsGlue:
-    address = parse_address(arbiter.cfg.stats)
-    sock = bind_stats_socket(
-        address.host, address.port, allow_remote=arbiter.cfg.stats_allow_remote
-    )
-    glue = StatsGlue(arbiter, sock)
+def start_stats_server(
+    address_text: str,
+    scoreboard: Scoreboard,
+    *,
+    allow_remote: bool,
+    healthy: Callable[[], bool],
+    memory: Callable[[], MemoryReport | None],
+) -> StatsGlue:
+    address = parse_address(address_text)
+    sock = bind_stats_socket(address.host, address.port, allow_remote=allow_remote)
+    glue = StatsGlue(scoreboard, sock, healthy=healthy, memory=memory)
     os.environ["CORRAL_STATS_URL"] = f"http://{glue.address}"
     return glue

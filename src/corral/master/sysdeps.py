@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -41,3 +42,23 @@ def die_with_parent(parent_pid: int, signum: int, wait_s: float = 2.0) -> bool:
         time.sleep(0.001)
     _prctl(PR_SET_PDEATHSIG, signum)
     return os.getppid() == parent_pid  # the parent may have died before prctl took effect
+
+
+def set_title(title: str) -> None:
+    """The process title ps and top show, when setproctitle is installed."""
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except Exception:  # a missing title is never worth failing over
+        pass
+
+
+def write_pidfile(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -14,7 +14,8 @@ the master forks a zygote, which:
    directly. The intermediate reports ``spawned WID PID`` on the same reply pipe (writes under
    PIPE_BUF bytes are atomic, so lines never interleave).
 
-The zygote dies with the master (PR_SET_PDEATHSIG) and exits when its command pipe closes.
+The pipe messages are encoded and decoded by ``corral.lifecycle``. The zygote dies with the
+master (PR_SET_PDEATHSIG) and exits when its command pipe closes.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from corral.config import Config
+from corral.lifecycle import Failed, Loaded, Spawn, Spawned, ZygoteMessage, decode, encode
 from corral.master import exitcodes, sysdeps
 from corral.master.appload import AppLoadError, load_app
+from corral.stats.scoreboard import Scoreboard
 
 log = logging.getLogger("corral.zygote")
 
@@ -47,13 +50,12 @@ class ZygoteContext:
     cmd_r: int  # commands from the master
     reply_w: int  # replies to the master (shared by the zygote and its intermediates)
     listeners: list[socket.socket]
-    scoreboard: Any  # corral.stats.scoreboard.Scoreboard
+    scoreboard: Scoreboard
     master_fds: list[int]  # fds of the master's own that children must not hold
 
 
-def _say(fd: int, line: str) -> None:
-    data = (line.replace("\n", " ")[:480] + "\n").encode("utf-8", "replace")
-    os.write(fd, data)
+def _say(fd: int, msg: ZygoteMessage) -> None:
+    os.write(fd, encode(msg))
 
 
 def zygote_main(ctx: ZygoteContext) -> NoReturn:
@@ -67,7 +69,7 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
         os._exit(exitcodes.ERROR)
     for fd in ctx.master_fds:
         _close_quietly(fd)
-    _set_title(f"corral zygote [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
+    sysdeps.set_title(f"corral zygote [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
     preset = gcpolicy.GcPreset(ctx.cfg.gc)
     try:
         gcpolicy.begin_preload(preset)
@@ -81,7 +83,7 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
         _report_failure(ctx, str(exc), exc.__cause__ or exc)
     except BaseException as exc:
         _report_failure(ctx, f"preloading failed: {exc!r}", exc)
-    _say(ctx.reply_w, "loaded " + _describe(report))
+    _say(ctx.reply_w, Loaded(_describe(report)))
     _serve_commands(ctx, app)
 
 
@@ -112,7 +114,7 @@ def _report_failure(ctx: ZygoteContext, message: str, exc: BaseException) -> NoR
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     sys.stderr.write(f"corral: generation {ctx.generation}: {message}\n{tb}")
     sys.stderr.flush()
-    _say(ctx.reply_w, f"failed {message}")
+    _say(ctx.reply_w, Failed(message))
     os._exit(exitcodes.APP_LOAD_ERROR)
 
 
@@ -128,9 +130,9 @@ def _serve_commands(ctx: ZygoteContext, app: Callable[..., Any]) -> NoReturn:
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == b"spawn":
-                _spawn(ctx, app, int(parts[1]), int(parts[2]))
+            msg = decode(line)
+            if isinstance(msg, Spawn):
+                _spawn(ctx, app, msg.wid, msg.slot)
 
 
 def _spawn(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: int) -> None:
@@ -140,7 +142,7 @@ def _spawn(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: int) -> 
             worker_pid = os.fork()
             if worker_pid == 0:
                 _worker_main(ctx, app, wid, slot)
-            _say(ctx.reply_w, f"spawned {wid} {worker_pid}")
+            _say(ctx.reply_w, Spawned(wid, worker_pid))
         finally:
             os._exit(0)
     while True:
@@ -163,7 +165,7 @@ def _worker_main(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: in
         _close_quietly(ctx.cmd_r)
         _close_quietly(ctx.reply_w)
         random.seed()
-        _set_title(f"corral worker {wid} [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
+        sysdeps.set_title(f"corral worker {wid} [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
         gcpolicy.in_worker(gcpolicy.GcPreset(ctx.cfg.gc))
         if ctx.cfg.post_fork:
             load_app(ctx.cfg.post_fork)()  # same name resolution as the app itself
@@ -204,13 +206,4 @@ def _close_quietly(fd: int) -> None:
     try:
         os.close(fd)
     except OSError:
-        pass
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except Exception:  # a missing title is never worth failing over
         pass

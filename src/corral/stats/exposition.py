@@ -15,7 +15,8 @@ retired + live, so it never goes backwards when a worker is replaced. Label choi
   counts are exact, not interpolated.
 * ``corral_gc_pause_seconds`` is a summary without quantiles (``_sum``/``_count`` per generation).
 * ``corral_worker_restarts_total`` counts unplanned replacements (crash, timeout);
-  ``corral_worker_recycles_total{reason}`` counts every retirement by reason.
+  ``corral_worker_recycles_total{reason}`` counts every replacement by reason (a worker stopped
+  because the master is stopping was not replaced and is not counted).
 
 JSON (``/stats``): ``snapshot_dict`` documents the schema field by field; times are seconds,
 latencies milliseconds, memory bytes, absent figures ``null``.
@@ -192,7 +193,7 @@ def render_prometheus(snap: FleetSnapshot) -> str:
             "Worker memory from /proc smaps_rollup, by kind.",
             _memory(snap),
         ),
-        *_family("corral_worker_recycles", "counter", "Workers retired, by reason.", recycles),
+        *_family("corral_worker_recycles", "counter", "Workers replaced, by reason.", recycles),
         *_family(
             "corral_worker_restarts",
             "counter",

@@ -27,13 +27,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.lifecycle import UNPLANNED, RecycleReason
 from corral.stats import histogram
 from corral.stats.protocol import WorkerState
-from corral.stats.scoreboard import STATUS_CLASSES, Scoreboard, SlotSnapshot
+from corral.stats.scoreboard import Scoreboard, SlotSnapshot
 
-# Why a worker left. "crash" and "timeout" are unplanned: they also count as restarts.
-RETIRE_REASONS = ("crash", "timeout", "max-requests", "memory", "reload", "scale-down")
-UNPLANNED = frozenset({"crash", "timeout"})
+# Why a worker was replaced (the recycle counter's labels); crash and timeout, unplanned, are
+# also restarts. A worker that left without being replaced (a shutdown) is folded in, not counted.
+RETIRE_REASONS = tuple(RecycleReason)
 MEMORY_KINDS = ("rss", "pss", "uss", "shared", "swap")
 EVENT_LOG_SIZE = 200  # a few minutes of a busy fleet's spawns/retires/GCs
 SERIES_POINTS = 120  # two minutes at one sample a second
@@ -240,12 +241,6 @@ class FleetSnapshot:
         """Requests being served right now, fleet-wide."""
         return sum(w.slot.in_flight for w in self.workers)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document served at /stats (schema in ``corral.stats.exposition``)."""
-        from corral.stats.exposition import snapshot_dict
-
-        return snapshot_dict(self)
-
 
 class Fleet:
     """Aggregates a scoreboard's live slots with everything retired from it."""
@@ -257,7 +252,7 @@ class Fleet:
         self.retired = Counters()
         self._retired_by_slot: dict[int, Counters] = {}
         self._retired_keys: dict[Incarnation, None] = {}
-        self.recycles = dict.fromkeys(RETIRE_REASONS, 0)
+        self.recycles: dict[RecycleReason, int] = dict.fromkeys(RecycleReason, 0)
         self.restarts = 0
         self.events: deque[Event] = deque(maxlen=EVENT_LOG_SIZE)
         self._memory: dict[int, dict[str, int]] = {}
@@ -284,9 +279,17 @@ class Fleet:
         """The master's own memory (the shared heap every worker forked from)."""
         self._master_memory = None if sample is None else dict(sample)
 
-    def retire(self, snapshot: SlotSnapshot, reason: str, now: float | None = None) -> None:
-        """Fold a departed worker's counters into the retired totals and count why it left."""
-        if reason not in self.recycles:
+    def retire(
+        self,
+        snapshot: SlotSnapshot,
+        reason: str | None,
+        now: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Fold a departed worker's counters into the retired totals and count why it was
+        replaced (a ``RecycleReason``); ``reason`` None folds without counting (a shutdown).
+        ``detail`` is the timeline's word for it (default: ``reason``)."""
+        if reason is not None and reason not in self.recycles:
             raise ValueError(f"unknown retire reason {reason!r}; expected one of {RETIRE_REASONS}")
         key = incarnation(snapshot)
         if key in self._retired_keys:
@@ -294,11 +297,13 @@ class Fleet:
         self._remember_retired(key)
         self.retired.add_slot(snapshot)
         self._retired_by_slot.setdefault(snapshot.index, Counters()).add_slot(snapshot)
-        self.recycles[reason] += 1
-        self.restarts += reason in UNPLANNED
+        if reason is not None:
+            self.recycles[RecycleReason(reason)] += 1
+            self.restarts += reason in UNPLANNED
         self._forget(snapshot)
         t = snapshot.heartbeat if now is None else now
-        self.record_event(t, "retire", snapshot.worker_id, f"pid {snapshot.pid}: {reason}")
+        why = detail or reason or "left"
+        self.record_event(t, "retire", snapshot.worker_id, f"pid {snapshot.pid}: {why}")
 
     def _remember_retired(self, key: Incarnation) -> None:
         self._retired_keys[key] = None
@@ -348,7 +353,7 @@ class Fleet:
             window=self._rates.window(),
             series=self._rates.series(),
             events=tuple(self.events),
-            recycles=dict(self.recycles),
+            recycles={r.value: n for r, n in self.recycles.items()},
             restarts=self.restarts,
             master_memory=self._master_memory,
         )
@@ -405,11 +410,6 @@ def split_memory(memory: Mapping[str, int] | None) -> tuple[int, int] | None:
         return None
     private = max(0, min(private, rss))
     return rss - private, private
-
-
-def status_class_names() -> tuple[str, ...]:
-    """Labels for ``Counters.by_status`` positions."""
-    return STATUS_CLASSES
 
 
 def state_name(state: WorkerState) -> str:

@@ -108,10 +108,10 @@ def serve(
     app: WSGIApp, listeners: list[socket.socket], settings: WorkerSettings, slot: SlotWriter
 ) -> int:
     """Serve ``app`` on ``listeners`` until told to stop; return the exit code (0 = normal)."""
-    return Worker(app, listeners, settings, slot).run()
+    return WorkerLoop(app, listeners, settings, slot).run()
 
 
-class Worker:
+class WorkerLoop:
     """The loop's state. Methods are small steps; ``run`` is the loop."""
 
     def __init__(
