@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +246,48 @@ def test_max_requests_replaces_workers_without_failures(corral_factory: Any) -> 
     assert stats.failures == []
     wait_for(lambda: len(worker_pids(c.pid)) == 2)
     assert first - set(worker_pids(c.pid)), "no worker was replaced"
+
+
+def test_term_to_the_whole_process_group_is_a_clean_stop(corral_factory: Any) -> None:
+    """systemd's default KillMode=control-group signals master, zygote and workers at once:
+    the master must not take the exits it is about to ask for as crashes, nor start a new
+    generation because its zygote died. A scraper keeps the master busy in its stats handler,
+    which is when its own TERM used to be seen after the exits (the deterministic version is
+    tests/unit/test_master_tick.py::test_term_that_arrives_with_the_exits_it_caused)."""
+    for _ in range(5):
+        c = corral_factory("sysapps:app", "-b", "127.0.0.1:0", "-w", "4", "--stats", "127.0.0.1:0")
+        assert c.get("/")[0] == 200
+        stats = c.wait_log("stats on http://").split("stats on http://")[1].split(")")[0]
+        workers = worker_pids(c.pid)
+        stop = threading.Event()
+        scraper = threading.Thread(target=_scrape, args=(stats, stop), daemon=True)
+        scraper.start()
+        time.sleep(0.2)  # let the scraper reach its stride (not a synchronisation)
+        os.killpg(c.pid, signal.SIGTERM)
+        try:
+            assert c.wait(15) == 0, c.log()
+        finally:
+            stop.set()
+            scraper.join(5)
+        log = c.log()
+        assert "generation 2" not in log and "starting a new generation" not in log, log
+        complaints = [
+            line
+            for line in log.splitlines()
+            if "corral.master" in line and ("[ERROR]" in line or "[WARNING]" in line)
+        ]
+        assert not complaints and "Traceback" not in log, log
+        assert not any(_alive(p) for p in workers)
+
+
+def _scrape(hostport: str, stop: threading.Event) -> None:
+    host, _, port = hostport.rpartition(":")
+    deadline = time.monotonic() + 20
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(host, int(port), timeout=2)
+            conn.request("GET", "/metrics")
+            conn.getresponse().read()
+            conn.close()
+        except OSError:
+            return
