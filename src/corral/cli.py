@@ -1,8 +1,9 @@
 """The ``corral`` command: the only place that parses argv and exits.
 
-Subcommands: ``serve`` (the server; its flags come from the settings table), ``bench`` (load
-generator), ``top`` (terminal view of a running server), ``settings`` (print the effective
-configuration as TOML, or the settings reference as Markdown).
+Subcommands (the table ``COMMANDS`` below is the list): ``serve`` (the server; its flags come
+from the settings table), ``bench`` (load generator), ``chaos`` (fault scenarios under load),
+``top`` (terminal view of a running server), ``cow`` (copy-on-write report of its workers),
+``settings`` (print the effective configuration as TOML, or the settings reference as Markdown).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@
 * ``immortal``: making the preloaded heap immortal on CPython 3.12/3.13.
 * ``warmup``: requests run through the application in-process before the freeze.
 * ``recycle``: pure recycling policies (memory limit with hysteresis, max_requests).
+* ``attribution``: which Python objects and modules a worker's copied pages hold.
+* ``cowcli``: ``corral cow``, the copy-on-write report of a running server.
+* ``writetrack``: ``--track-writes``, pre-fork pages written per request (userfaultfd).
 """
 
 from corral.memory.gcpolicy import (

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from corral.lifecycle import RecycleReason
+
 __all__ = [
     "Metric",
     "RecycleDecision",
@@ -104,7 +106,7 @@ class RecycleDecision:
     """Replace ``worker_id``: its ``value`` stayed over ``limit`` for ``streak`` samples."""
 
     worker_id: int
-    reason: Literal["memory"]
+    reason: Literal[RecycleReason.MEMORY]
     value: int
     limit: int
     streak: int
@@ -171,7 +173,9 @@ class RecyclePolicy:
             return None
         if now - track.started_at < self.settings.min_lifetime_s:
             return None
-        return RecycleDecision(worker_id, "memory", track.last_value, limit, track.streak)
+        return RecycleDecision(
+            worker_id, RecycleReason.MEMORY, track.last_value, limit, track.streak
+        )
 
 
 def jittered_max_requests(max_requests: int, jitter: int, *, seed: int, worker_id: int) -> int:

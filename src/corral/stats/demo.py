@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+from corral.lifecycle import RecycleReason
 from corral.stats.fleet import Fleet, FleetSnapshot
 from corral.stats.protocol import WorkerState
 from corral.stats.scoreboard import RecordingSlot, Scoreboard
@@ -93,7 +94,7 @@ class DemoFleet:
         self._grow(index, n)
         slot = self.scoreboard.read(index)
         if self.recycle_every and slot.requests >= self.recycle_every:
-            self.fleet.retire(slot, "max-requests", now)
+            self.fleet.retire(slot, RecycleReason.MAX_REQUESTS, now)
             self._spawn(index, now, slot.generation + 1)
         w = self._writers[index]  # a new one if the worker was just replaced
         w.start_request(now, b"GET", self.rng.choice(_PATHS))  # leave one request in flight
