@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
+import socket
 import textwrap
 import threading
 import time
@@ -291,3 +293,35 @@ def _scrape(hostport: str, stop: threading.Event) -> None:
             conn.close()
         except OSError:
             return
+
+
+def test_master_survives_running_out_of_its_own_fds(corral_factory: Any) -> None:
+    """EMFILE in the master's own periodic work (/proc sampling) is logged once and backed off;
+    the master keeps supervising and serving, and recovers when fds are free again."""
+    c = corral_factory(
+        "sysapps:app", "-b", "127.0.0.1:0", "-w", "2", "--stats", "127.0.0.1:0",
+        "--memory-sample-s", "0.2",
+    )  # fmt: skip
+    stats = c.wait_log("stats on http://").split("stats on http://")[1].split(")")[0]
+    host, _, port = stats.rpartition(":")
+    soft, hard = resource.prlimit(c.pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{c.pid}/fd"))
+    resource.prlimit(c.pid, resource.RLIMIT_NOFILE, (in_use + 2, hard))
+    clients = []
+    try:
+        for _ in range(10):  # take the master's last free fds through its stats port
+            s = socket.create_connection((host, int(port)), timeout=5)
+            clients.append(s)
+        c.wait_log("memory monitoring failed", timeout=20)
+        assert c.get("/")[0] == 200 and _alive(c.pid)
+        crashed = worker_pids(c.pid)[0]
+        os.kill(crashed, signal.SIGKILL)  # supervision goes on while out of fds
+        wait_for(lambda: crashed not in worker_pids(c.pid) and len(worker_pids(c.pid)) == 2)
+    finally:
+        for s in clients:
+            s.close()
+        resource.prlimit(c.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    c.wait_log("memory monitoring works again", timeout=20)
+    assert c.log().count("memory monitoring failed") == 1
+    c.signal(signal.SIGTERM)
+    assert c.wait(15) == 0, c.log()

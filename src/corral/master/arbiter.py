@@ -155,6 +155,9 @@ class Arbiter:
                 for key, mask in self.sel.select(TICK_S):
                     self._guard(f"handling fd {key.fd}", key.data, key.fileobj, mask, pause=False)
                 self.tick(self.clock())
+        except BaseException:
+            self.exit_code = exitcodes.ERROR  # never "exiting with code 0" on the way down
+            raise
         finally:
             self._cleanup()
         return self.exit_code
