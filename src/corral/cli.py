@@ -55,9 +55,16 @@ def settings(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--markdown", action="store_true", help="print the settings reference (docs/settings.md)"
     )
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="print the typed settings module (src/corral/_settings_gen.py)",
+    )
     args, rest = parser.parse_known_args(list(argv))
-    if args.markdown:
-        sys.stdout.write(config.settings_markdown())
+    if args.markdown or args.python:
+        from corral import settings_codegen as gen
+
+        sys.stdout.write(gen.settings_markdown() if args.markdown else gen.settings_python())
         return exitcodes.OK
     sargs = _serve_parser("corral settings").parse_args(rest)
     try:

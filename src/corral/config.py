@@ -1,21 +1,36 @@
-"""One table of settings; the CLI, the environment, TOML files and docs/settings.md come from it.
+"""One table of settings; the CLI, the environment, config files, the typed ``Config`` and
+docs/settings.md all come from it.
 
 Theory of operation: every setting is a ``Setting`` row (name, type, default, unit in the name,
-env variable, CLI flags, validator, help). ``load()`` merges, lowest precedence first: defaults,
-the TOML file (``--config``), ``CORRAL_<NAME>`` environment variables, then command-line flags, and
-returns a frozen ``Config``. Unknown TOML keys are an error that names the closest valid key.
-Values are validated once, here, so the rest of corral can trust them.
+env variable, CLI flags, aliases, validator, help). ``load()`` merges, lowest precedence first:
+defaults, the config file (``--config``: TOML, or a gunicorn-style ``.py``), ``CORRAL_<NAME>``
+environment variables, then command-line flags, and returns a frozen ``Config``. Unknown config
+file keys are an error that names the closest valid key. Values are validated once, here, so the
+rest of corral can trust them.
+
+Typing: ``Config`` subclasses ``corral._settings_gen.Settings``, a frozen dataclass generated
+from this table (``corral settings --python``), so ``cfg.graceful_timeout_s`` is a ``float`` to
+mypy and ``cfg.gracefull_timeout_s`` is an error. After adding or changing a row, regenerate it
+and docs/settings.md (``make settings``); tests fail while either is stale. A row whose ``type``
+is a ``StrEnum`` (``corral.choices``) accepts exactly the enum's values and is typed as the enum.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import enum
 import os
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from corral._settings_gen import Settings
+from corral.choices import AccessLogFormat, LogLevel
+from corral.memory.gcpolicy import GcPreset
+from corral.memory.recycle import Metric
 
 
 class ConfigError(ValueError):
@@ -64,6 +79,8 @@ def _cpu_count() -> int:
 
 @dataclass(frozen=True)
 class Setting:
+    """One row of the table. ``type`` is int, float, str, bool, list (of str) or a StrEnum."""
+
     name: str
     type: type
     default: Any
@@ -73,6 +90,10 @@ class Setting:
     section: str = "server"
     default_doc: str | None = None  # how to show a computed default in the docs
     metavar: str | None = None
+    # Other spellings, mostly gunicorn's: "-t"/"--keep-alive" (starting with "-") are extra
+    # command-line flags; bare words ("keepalive") are extra keys in config files.
+    aliases: tuple[str, ...] = ()
+    convert: Callable[[str], Any] | None = None  # parses a string value instead of type()
 
     @property
     def env(self) -> str:
@@ -81,6 +102,26 @@ class Setting:
     @property
     def cli_flags(self) -> tuple[str, ...]:
         return self.flags or ("--" + self.name.replace("_", "-"),)
+
+    @property
+    def alias_flags(self) -> tuple[str, ...]:
+        return tuple(a for a in self.aliases if a.startswith("-"))
+
+    @property
+    def alias_keys(self) -> tuple[str, ...]:
+        return tuple(a for a in self.aliases if not a.startswith("-"))
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The accepted words of an enum-typed setting; empty for any other type."""
+        if not _is_enum(self.type):
+            return ()
+        members: Iterable[enum.Enum] = self.type  # type: ignore[assignment]
+        return tuple(str(m.value) for m in members)
+
+
+def _is_enum(t: type) -> bool:
+    return isinstance(t, type) and issubclass(t, enum.Enum)
 
 
 S = Setting
@@ -136,6 +177,14 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         "Threads per worker running the app (1 = the app runs in the I/O "
         "loop's thread, one request at a time; more suits I/O-bound apps).",
+        validator=_positive,
+    ),
+    S(
+        "worker_connections",
+        int,
+        1000,
+        "Most open client connections per worker; accepting pauses at the limit "
+        "(gunicorn 1000).",
         validator=_positive,
     ),
     S(
@@ -232,11 +281,19 @@ SETTINGS: tuple[Setting, ...] = (
         section="http",
     ),
     S(
+        "send_timeout_s",
+        float,
+        30.0,
+        "Seconds a slow reader may stall a response write between progress (nginx send_timeout "
+        "60 s, shortened: a worker's connection slots are scarcer).",
+        validator=_positive,
+        section="http",
+    ),
+    S(
         "access_log",
-        str,
-        "off",
+        AccessLogFormat,
+        AccessLogFormat.OFF,
         "Access log format: off, common or combined.",
-        validator=_one_of("off", "common", "combined"),
         section="http",
     ),
     # --- supervision --------------------------------------------------------------------------
@@ -294,10 +351,9 @@ SETTINGS: tuple[Setting, ...] = (
     # --- memory -------------------------------------------------------------------------------
     S(
         "gc",
-        str,
-        "auto",
+        GcPreset,
+        GcPreset.AUTO,
         "Copy-on-write GC policy: auto, freeze, cpython or instagram (see docs/memory.md).",
-        validator=_one_of("auto", "freeze", "cpython", "instagram"),
         section="memory",
     ),
     S(
@@ -328,10 +384,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     S(
         "worker_memory_metric",
-        str,
-        "uss",
+        Metric,
+        Metric.USS,
         "Which figure max_worker_memory_mib limits: uss (private), pss or rss.",
-        validator=_one_of("uss", "pss", "rss"),
         section="memory",
     ),
     S(
@@ -364,30 +419,27 @@ SETTINGS: tuple[Setting, ...] = (
     S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.", section="stats"),
     S(
         "log_level",
-        str,
-        "info",
+        LogLevel,
+        LogLevel.INFO,
         "Log level: debug, info, warning, error.",
-        validator=_one_of("debug", "info", "warning", "error"),
         section="logging",
     ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-@dataclass(frozen=True)
-class Config:
-    """Effective settings: attribute access by setting name."""
+class Config(Settings):
+    """Effective settings: one typed attribute per row (see ``corral._settings_gen``)."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting by name, in table order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def effective_workers(self) -> int:
-        return int(self.values["workers"]) or _cpu_count()
+        return self.workers or _cpu_count()
 
     def to_toml(self) -> str:
         return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.values.items())
@@ -416,6 +468,13 @@ def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
 
 def _convert(setting: Setting, raw: Any) -> Any:
     t = setting.type
+    if setting.convert is not None and isinstance(raw, str):
+        return setting.convert(raw)
+    if _is_enum(t):
+        try:
+            return t(raw)
+        except ValueError:
+            raise ConfigError(f"must be one of {', '.join(setting.choices)}") from None
     if t is list:
         if isinstance(raw, str):
             return [p.strip() for p in raw.split(",") if p.strip()]
@@ -508,8 +567,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=s.name,
                 default=None,
                 help=helptext,
-                metavar=s.metavar or s.type.__name__.upper(),
+                metavar=s.metavar or _metavar(s),
             )
+
+
+def _metavar(s: Setting) -> str:
+    return "{" + ",".join(s.choices) + "}" if s.choices else s.type.__name__.upper()
 
 
 def _show(v: Any) -> str:
@@ -538,33 +601,26 @@ def load(
     values.update(env_values)
     for name, raw in given.items():
         values[name] = _coerce(BY_NAME[name], raw, "command line")
-    return Config(values)
+    return _build(values)
+
+
+def _build(values: dict[str, Any]) -> Config:
+    try:
+        return Config(**values)
+    except TypeError as exc:  # a row added or renamed without regenerating the typed module
+        raise ConfigError(
+            f"corral/_settings_gen.py does not match the settings table ({exc}): "
+            "run `corral settings --python > src/corral/_settings_gen.py`"
+        ) from exc
+
+
+def defaults() -> Config:
+    """The Config production runs with when nothing is given (tests build from it too)."""
+    return load(argparse.Namespace(), environ={})
 
 
 def _copy(v: Any) -> Any:
     return list(v) if isinstance(v, list) else v
-
-
-def settings_markdown() -> str:
-    """docs/settings.md, generated: one section per group, one row per setting."""
-    out = [
-        "# Settings\n",
-        "Generated from `corral/config.py` by `corral settings --markdown`; do not edit.\n",
-        "Every setting can be given as a command-line flag, as an environment variable, or as",
-        "a key in a TOML file passed with `--config` (precedence: flag > env > file >",
-        "default). List values take a comma-separated string in the environment.\n",
-    ]
-    for section in dict.fromkeys(s.section for s in SETTINGS):
-        out.append(f"\n## {section}\n")
-        out.append("| setting (TOML key) | flag | env | type | default | meaning |")
-        out.append("|---|---|---|---|---|---|")
-        for s in (s for s in SETTINGS if s.section == section):
-            flags = " ".join(f"`{f}`" for f in s.cli_flags)
-            default = s.default_doc or _show(s.default)
-            out.append(
-                f"| `{s.name}` | {flags} | `{s.env}` | {s.type.__name__} | {default} | {s.help} |"
-            )
-    return "\n".join(out) + "\n"
 
 
 def known_names() -> Sequence[str]:
