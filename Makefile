@@ -42,6 +42,7 @@ settings docs: .venv/ok
 	.venv/bin/corral settings --python > src/corral/_settings_gen.py.new
 	mv src/corral/_settings_gen.py.new src/corral/_settings_gen.py
 	.venv/bin/corral settings --markdown > docs/settings.md
+	.venv/bin/corral settings --migrating > docs/migrating.md
 
 clean:
 	rm -rf .venv .venv-newest .pytest_cache .mypy_cache .ruff_cache artifacts

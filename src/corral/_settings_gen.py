@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.choices import AccessLogFormat, LogLevel
+from corral.choices import AccessLogFormat, LogLevel, WorkerClass
 from corral.memory.gcpolicy import GcPreset
 from corral.memory.recycle import Metric
 
@@ -28,7 +28,11 @@ class Settings:
     workers: int
     #: Change to this directory before loading the app.
     chdir: str
-    #: TOML file with settings (keys are the setting names).
+    #: Comma-separated directories put first on sys.path before the app is loaded (relative
+    #: ones after chdir).
+    pythonpath: str
+    #: Config file: TOML (keys are the setting names), or a gunicorn-style Python file (*.py:
+    #: settings and server hooks as module variables).
     config: str
     #: SCRIPT_NAME prefix the app is mounted under (e.g. /api).
     root_path: str
@@ -37,13 +41,28 @@ class Settings:
     #: Threads per worker running the app (1 = the app runs in the I/O loop's thread, one
     #: request at a time; more suits I/O-bound apps).
     threads: int
+    #: gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs
+    #: the app on a thread pool); others are refused.
+    worker_class: WorkerClass
     #: Most open client connections per worker; accepting pauses at the limit (gunicorn 1000).
     worker_connections: int
     #: Callable (module:function) run in each worker after fork, before it serves, e.g. to open
     #: per-process connections; if it raises, the worker fails to boot.
     post_fork: str
+    #: Accepted for gunicorn's --preload and does nothing: corral always preloads (the zygote
+    #: imports the app once per generation).
+    preload: bool
     #: Write the master's pid to this file.
     pidfile: str
+    #: Run workers as this user (name or uid) after binding; empty = do not switch.
+    user: str
+    #: Run workers as this group (name or gid) after binding; empty = do not switch.
+    group: str
+    #: umask for files and unix sockets corral creates, e.g. 0o007 or 007 (octal); -1 = keep
+    #: the inherited one.
+    umask: int
+    #: KEY=VALUE put into the environment before the app is loaded (repeatable).
+    env: list[str]
     #: Write 'ready <addresses>' to this inherited fd once every worker serves (for supervisors
     #: and tests).
     ready_fd: int
@@ -110,5 +129,13 @@ class Settings:
     stats: str
     #: Allow a non-loopback stats address.
     stats_allow_remote: bool
-    #: Log level: debug, info, warning, error.
+    #: Log level: debug, info, warning, error, critical.
     log_level: LogLevel
+    #: Where corral's own log goes: a file (appended to) or - for stderr.
+    error_log_file: str
+    #: Write the access log to this file, or - for stdout; empty = with corral's log. Setting
+    #: it turns the access log on (combined format unless access_log says otherwise).
+    access_log_file: str
+    #: Access log line in gunicorn's atoms, e.g. '%(h)s "%(r)s" %(s)s %(b)s %(D)s'; empty = the
+    #: access_log format. Turns the access log on.
+    access_log_format: str

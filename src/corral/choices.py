@@ -30,6 +30,7 @@ class LogLevel(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+    CRITICAL = "critical"  # gunicorn's highest level
 
 
 class WorkerClass(StrEnum):

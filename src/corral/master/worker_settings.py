@@ -6,6 +6,7 @@ production and the tests (which call ``worker_settings(config.defaults())``) agr
 
 from __future__ import annotations
 
+from corral.choices import AccessLogFormat
 from corral.config import Config
 from corral.http import Limits
 from corral.worker.settings import WorkerSettings
@@ -19,6 +20,14 @@ LINGER_MAX_BYTES = 65536
 # One connection per wake-up spreads new connections across workers (a worker that accepts a
 # batch would starve its siblings of the thundering-herd wake-up).
 ACCEPT_BATCH = 1
+
+
+def _access_log(cfg: Config) -> AccessLogFormat:
+    """A log file or a format turns the access log on, as gunicorn's --access-logfile does (its
+    default format is the combined one)."""
+    if cfg.access_log is AccessLogFormat.OFF and (cfg.access_log_file or cfg.access_log_format):
+        return AccessLogFormat.COMBINED
+    return cfg.access_log
 
 
 def worker_settings(cfg: Config) -> WorkerSettings:
@@ -41,7 +50,8 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         linger_timeout_s=LINGER_TIMEOUT_S,
         linger_max_bytes=LINGER_MAX_BYTES,
         threads=cfg.threads,
-        access_log=cfg.access_log,
+        access_log=_access_log(cfg),
+        access_log_format=cfg.access_log_format,
         root_path=cfg.root_path.rstrip("/"),
         url_scheme="http",
         max_connections=cfg.worker_connections,

@@ -39,6 +39,7 @@ class WorkerSettings:
     # threads for I/O-bound apps (gunicorn's gthread idea); see corral.worker.threaded.
     threads: int
     access_log: AccessLogFormat  # logger "corral.access"
+    access_log_format: str  # gunicorn atoms; when set, used instead of access_log's format
     root_path: str  # SCRIPT_NAME; stripped from PATH_INFO when it is a prefix
     url_scheme: str
     max_connections: int  # open client connections; accepting pauses at the limit
