@@ -6,7 +6,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 PORT ?= 8000
 STATS ?= 127.0.0.1:9100
 
-.PHONY: demo test test-fast lint docs clean sysdeps
+.PHONY: demo test test-fast lint docs settings clean sysdeps
 
 .venv/ok: pyproject.toml src/corral/stats/_fastslot.c
 	$(PY_BASE) -m venv .venv
@@ -37,8 +37,12 @@ sysdeps:
 test-fast: .venv/ok
 	.venv/bin/python -m pytest -q -m "not slow"
 
-docs: .venv/ok
+# after adding or changing a row of the settings table (and once after merging branches that did)
+settings docs: .venv/ok
+	.venv/bin/corral settings --python > src/corral/_settings_gen.py.new
+	mv src/corral/_settings_gen.py.new src/corral/_settings_gen.py
 	.venv/bin/corral settings --markdown > docs/settings.md
+	.venv/bin/corral settings --migrating > docs/migrating.md
 
 clean:
 	rm -rf .venv .venv-newest .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -51,17 +51,18 @@ def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
     """A worker holding one end of a socketpair; the returned function sends it ``n`` requests
     one at a time and reads each response, flushing the slot every ``batch`` requests (0: as
     the worker loop does, ``publish`` after each)."""
+    from corral import config
+    from corral.master.worker_settings import worker_settings
     from corral.stats.protocol import NullSlot, SlotWriter
     from corral.stats.scoreboard import Scoreboard, install_gc_callbacks
     from corral.worker.loop import Worker
-    from corral.worker.settings import WorkerSettings
 
     slot: SlotWriter = NullSlot()
     if slot_kind != "null":
         board_slot = Scoreboard.create(2).writer(0)
         install_gc_callbacks(board_slot)  # as in a corral worker
         slot = board_slot
-    worker = Worker(hello, [], WorkerSettings(accept_batch=1), slot)
+    worker = Worker(hello, [], worker_settings(config.defaults()), slot)
     a, b = socket.socketpair()
     worker.server_addr[-1] = ("127.0.0.1", "8000")
     worker._add_conn(a, None, -1)

@@ -55,12 +55,14 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from corral import config
 from corral.config import BY_NAME
+from corral.master.worker_settings import worker_settings
 from corral.memory import gcpolicy
 from corral.memory.gcpolicy import GcPreset
 from corral.stats.protocol import NullSlot, SlotWriter
 from corral.stats.scoreboard import Scoreboard, install_gc_callbacks
-from corral.worker import WorkerSettings, serve
+from corral.worker import serve
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -107,7 +109,7 @@ def _fork_worker(kind: str, server_cpus: set[int] | None) -> tuple[int, int]:
         if board is not None:
             slot = board.writer(0)
             install_gc_callbacks(slot)  # as corral's worker does: GC counts are stats too
-        code = serve(hello, [sock], WorkerSettings(accept_batch=1), slot)
+        code = serve(hello, [sock], worker_settings(config.defaults()), slot)
         os._exit(code)
     sock.close()
     return pid, port

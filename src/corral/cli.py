@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
-from corral import __version__, config
+from corral import __version__, cliargs, config, hooks
 from corral.master import exitcodes
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
@@ -23,24 +24,40 @@ def _serve_parser(prog: str = "corral serve") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Serve a WSGI app with a preloading master and forked workers.",
+        allow_abbrev=False,  # --timeout is gunicorn's flag, not a prefix of --timeout-s
     )
-    config.add_arguments(parser)
+    cliargs.add_arguments(parser)
     parser.add_argument(
         "--print-config", action="store_true", help="print the effective settings as TOML and exit"
     )
+    cliargs.add_gunicorn_flags(parser)
     return parser
+
+
+GUNICORN_CONF = "gunicorn.conf.py"  # what gunicorn reads when -c is not given
 
 
 def serve(argv: Sequence[str]) -> int:
     args = _serve_parser().parse_args(list(argv))
+    if args.config is None and "CORRAL_CONFIG" not in os.environ and os.path.isfile(GUNICORN_CONF):
+        args.config = GUNICORN_CONF  # as gunicorn does, so switching is one word
     try:
-        cfg = config.load(args)
+        cfg, found_hooks = config.load_with_hooks(args)
     except config.ConfigError as exc:
         return _fail(str(exc))
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return exitcodes.OK
-    _setup_logging(cfg.log_level)
+    try:
+        _setup_logging(cfg)
+    except OSError as exc:
+        return _fail(f"cannot open log file {exc.filename}: {exc.strerror}")
+    _prepare_process(cfg)
+    hooks.install(found_hooks)
+    try:
+        hooks.on_starting(cfg)
+    except Exception as exc:
+        return _fail(f"the on_starting hook raised {exc!r}", exitcodes.ERROR)
     from corral.master.arbiter import Arbiter
 
     arbiter = Arbiter(cfg)
@@ -48,7 +65,20 @@ def serve(argv: Sequence[str]) -> int:
         arbiter.setup()
     except (OSError, ValueError) as exc:
         return _fail(f"cannot start: {exc}", exitcodes.ERROR)
-    return arbiter.run()
+    code = arbiter.run()
+    hooks.on_exit(cfg)
+    return code
+
+
+def _prepare_process(cfg: config.Config) -> None:
+    """What the master sets before anything forks: -e variables; say --preload is a no-op."""
+    for item in cfg.env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+    if cfg.preload:
+        logging.getLogger("corral").info(
+            "--preload/preload_app: nothing to do, corral always preloads the app (the zygote)"
+        )
 
 
 def settings(argv: Sequence[str]) -> int:
@@ -56,9 +86,24 @@ def settings(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--markdown", action="store_true", help="print the settings reference (docs/settings.md)"
     )
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="print the typed settings module (src/corral/_settings_gen.py)",
+    )
+    parser.add_argument(
+        "--migrating", action="store_true", help="print the gunicorn migration table"
+    )
     args, rest = parser.parse_known_args(list(argv))
-    if args.markdown:
-        sys.stdout.write(config.settings_markdown())
+    if args.migrating:
+        from corral import settings_codegen as gen
+
+        sys.stdout.write(gen.migrating_markdown())
+        return exitcodes.OK
+    if args.markdown or args.python:
+        from corral import settings_codegen as gen
+
+        sys.stdout.write(gen.settings_markdown() if args.markdown else gen.settings_python())
         return exitcodes.OK
     sargs = _serve_parser("corral settings").parse_args(rest)
     try:
@@ -120,8 +165,20 @@ def _fail(message: str, code: int = exitcodes.USAGE) -> int:
     return code
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+def _setup_logging(cfg: config.Config) -> None:
+    """corral's log to stderr or error_log_file; the access log, when given a file, to it alone
+    (bare lines, as gunicorn writes them). USR1 reopens both (FileHandlers)."""
+    path = cfg.error_log_file
+    main = logging.StreamHandler(sys.stderr) if path in ("", "-") else logging.FileHandler(path)
+    logging.basicConfig(level=cfg.log_level.upper(), format=LOG_FORMAT, handlers=[main])
+    if cfg.access_log_file:
+        path = cfg.access_log_file
+        handler = logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access = logging.getLogger("corral.access")
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

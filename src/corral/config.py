@@ -1,86 +1,61 @@
-"""One table of settings; the CLI, the environment, TOML files and docs/settings.md come from it.
+"""One table of settings; the CLI, the environment, config files, the typed ``Config`` and
+docs/settings.md all come from it.
 
 Theory of operation: every setting is a ``Setting`` row (name, type, default, unit in the name,
-env variable, CLI flags, validator, help). ``load()`` merges, lowest precedence first: defaults,
-the TOML file (``--config``), ``CORRAL_<NAME>`` environment variables, then command-line flags, and
-returns a frozen ``Config``. Unknown TOML keys are an error that names the closest valid key.
-Values are validated once, here, so the rest of corral can trust them.
+env variable, CLI flags, aliases, validator, help). ``load()`` merges, lowest precedence first:
+defaults, the config file (``--config``: TOML, or a gunicorn-style ``.py``), ``CORRAL_<NAME>``
+environment variables, then command-line flags, and returns a frozen ``Config``. Unknown config
+file keys are an error that names the closest valid key. Values are validated once, here, so the
+rest of corral can trust them. What a row is made of (``Setting``, validators, conversion) is
+in ``corral.settings_core``; gunicorn's names without a row are in ``corral.gunicorn_compat``.
+
+Typing: ``Config`` subclasses ``corral._settings_gen.Settings``, a frozen dataclass generated
+from this table (``corral settings --python``), so ``cfg.graceful_timeout_s`` is a ``float`` to
+mypy and ``cfg.gracefull_timeout_s`` is an error. After adding or changing a row, regenerate it
+and docs/settings.md (``make settings``); tests fail while either is stale. A row whose ``type``
+is a ``StrEnum`` (``corral.choices``) accepts exactly the enum's values and is typed as the enum.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import logging
 import os
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.addresses import parse_address
+from corral import gunicorn_compat as compat
+from corral._settings_gen import Settings
+from corral.choices import AccessLogFormat, LogLevel, WorkerClass
+from corral.memory.gcpolicy import GcPreset
+from corral.memory.recycle import Metric
+from corral.settings_core import (  # the row type and validators, re-exported for the rows
+    ConfigError,
+    Setting,
+    _bind_list,
+    _coerce,
+    _from_python,
+    _is_enum,
+    _key_values,
+    _log_format,
+    _non_negative,
+    _octal,
+    _one_of,
+    _positive,
+    _root_path,
+    _toml_value,
+    _worker_class,
+    unsupported,
+)
 
-
-class ConfigError(ValueError):
-    """A setting has an invalid value or name; the message is meant for the user."""
-
-
-def _positive(v: Any) -> None:
-    if v <= 0:
-        raise ConfigError("must be greater than 0")
-
-
-def _non_negative(v: Any) -> None:
-    if v < 0:
-        raise ConfigError("must be 0 or more")
-
-
-def _one_of(*choices: str) -> Callable[[Any], None]:
-    def check(v: Any) -> None:
-        if v not in choices:
-            raise ConfigError(f"must be one of {', '.join(choices)}")
-
-    check.choices = choices  # type: ignore[attr-defined]
-    return check
-
-
-def _bind_list(v: Any) -> None:
-    if not v:
-        raise ConfigError("needs at least one address")
-    for item in v:
-        try:
-            parse_address(item)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-
-
-def _root_path(v: Any) -> None:
-    if v and (not v.startswith("/") or v.endswith("/")):
-        raise ConfigError("must start with '/' and not end with '/' (e.g. /api)")
+__all__ = ["BY_KEY", "BY_NAME", "SETTINGS", "Config", "ConfigError", "Setting", "load"]
 
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    type: type
-    default: Any
-    help: str
-    flags: tuple[str, ...] = ()
-    validator: Callable[[Any], None] | None = None
-    section: str = "server"
-    default_doc: str | None = None  # how to show a computed default in the docs
-    metavar: str | None = None
-
-    @property
-    def env(self) -> str:
-        return "CORRAL_" + self.name.upper()
-
-    @property
-    def cli_flags(self) -> tuple[str, ...]:
-        return self.flags or ("--" + self.name.replace("_", "-"),)
 
 
 S = Setting
@@ -93,6 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
         "WSGI application as module:attr or module:factory(); empty = the built-in demo app.",
         flags=("app",),
         metavar="APP",
+        aliases=("wsgi_app",),
     ),
     S(
         "bind",
@@ -115,10 +91,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     S("chdir", str, "", "Change to this directory before loading the app.", metavar="DIR"),
     S(
+        "pythonpath",
+        str,
+        "",
+        "Comma-separated directories put first on sys.path before the app is loaded "
+        "(relative ones after chdir).",
+        metavar="DIRS",
+    ),
+    S(
         "config",
         str,
         "",
-        "TOML file with settings (keys are the setting names).",
+        "Config file: TOML (keys are the setting names), or a gunicorn-style Python file "
+        "(*.py: settings and server hooks as module variables).",
         flags=("-c", "--config"),
         metavar="FILE",
     ),
@@ -139,6 +124,23 @@ SETTINGS: tuple[Setting, ...] = (
         validator=_positive,
     ),
     S(
+        "worker_class",
+        WorkerClass,
+        WorkerClass.SYNC,
+        "gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs "
+        "the app on a thread pool); others are refused.",
+        aliases=("-k",),
+        convert=_worker_class,
+    ),
+    S(
+        "worker_connections",
+        int,
+        1000,
+        "Most open client connections per worker; accepting pauses at the limit "
+        "(gunicorn 1000).",
+        validator=_positive,
+    ),
+    S(
         "post_fork",
         str,
         "",
@@ -147,7 +149,56 @@ SETTINGS: tuple[Setting, ...] = (
         "boot.",
         metavar="CALLABLE",
     ),
-    S("pidfile", str, "", "Write the master's pid to this file.", metavar="FILE"),
+    S(
+        "preload",
+        bool,
+        False,
+        "Accepted for gunicorn's --preload and does nothing: corral always preloads (the zygote "
+        "imports the app once per generation).",
+        aliases=("preload_app",),
+    ),
+    S(
+        "pidfile",
+        str,
+        "",
+        "Write the master's pid to this file.",
+        metavar="FILE",
+        aliases=("-p", "--pid"),
+    ),
+    S(
+        "user",
+        str,
+        "",
+        "Run workers as this user (name or uid) after binding; empty = do not switch.",
+        aliases=("-u",),
+    ),
+    S(
+        "group",
+        str,
+        "",
+        "Run workers as this group (name or gid) after binding; empty = do not switch.",
+        aliases=("-g",),
+    ),
+    S(
+        "umask",
+        int,
+        -1,
+        "umask for files and unix sockets corral creates, e.g. 0o007 or 007 (octal); "
+        "-1 = keep the inherited one.",
+        aliases=("-m",),
+        convert=_octal,
+        default_doc="-1 (inherited)",
+    ),
+    S(
+        "env",
+        list,
+        [],
+        "KEY=VALUE put into the environment before the app is loaded (repeatable).",
+        flags=("-e", "--env"),
+        validator=_key_values,
+        metavar="KEY=VALUE",
+        aliases=("raw_env",),
+    ),
     S(
         "ready_fd",
         int,
@@ -173,6 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest header field line in bytes; longer gets 431.",
         validator=_positive,
         section="http",
+        aliases=("--limit-request-field_size",),
     ),
     S(
         "limit_request_fields",
@@ -222,6 +274,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds an idle keep-alive connection stays open (gunicorn 2 s, nginx 75 s).",
         validator=_positive,
         section="http",
+        aliases=("--keep-alive", "keepalive"),
     ),
     S(
         "body_timeout_s",
@@ -232,11 +285,19 @@ SETTINGS: tuple[Setting, ...] = (
         section="http",
     ),
     S(
+        "send_timeout_s",
+        float,
+        30.0,
+        "Seconds a slow reader may stall a response write between progress (nginx send_timeout "
+        "60 s, shortened: a worker's connection slots are scarcer).",
+        validator=_positive,
+        section="http",
+    ),
+    S(
         "access_log",
-        str,
-        "off",
+        AccessLogFormat,
+        AccessLogFormat.OFF,
         "Access log format: off, common or combined.",
-        validator=_one_of("off", "common", "combined"),
         section="http",
     ),
     # --- supervision --------------------------------------------------------------------------
@@ -248,6 +309,7 @@ SETTINGS: tuple[Setting, ...] = (
         "gets its stack dumped (SIGABRT) and is replaced (gunicorn --timeout 30).",
         validator=_positive,
         section="supervision",
+        aliases=("-t", "--timeout", "timeout"),
     ),
     S(
         "graceful_timeout_s",
@@ -257,6 +319,7 @@ SETTINGS: tuple[Setting, ...] = (
         "in-flight requests before it is killed (gunicorn 30).",
         validator=_positive,
         section="supervision",
+        aliases=("--graceful-timeout", "graceful_timeout"),
     ),
     S(
         "boot_timeout_s",
@@ -294,10 +357,9 @@ SETTINGS: tuple[Setting, ...] = (
     # --- memory -------------------------------------------------------------------------------
     S(
         "gc",
-        str,
-        "auto",
+        GcPreset,
+        GcPreset.AUTO,
         "Copy-on-write GC policy: auto, freeze, cpython or instagram (see docs/memory.md).",
-        validator=_one_of("auto", "freeze", "cpython", "instagram"),
         section="memory",
     ),
     S(
@@ -328,10 +390,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     S(
         "worker_memory_metric",
-        str,
-        "uss",
+        Metric,
+        Metric.USS,
         "Which figure max_worker_memory_mib limits: uss (private), pss or rss.",
-        validator=_one_of("uss", "pss", "rss"),
         section="memory",
     ),
     S(
@@ -364,85 +425,81 @@ SETTINGS: tuple[Setting, ...] = (
     S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.", section="stats"),
     S(
         "log_level",
-        str,
-        "info",
-        "Log level: debug, info, warning, error.",
-        validator=_one_of("debug", "info", "warning", "error"),
+        LogLevel,
+        LogLevel.INFO,
+        "Log level: debug, info, warning, error, critical.",
         section="logging",
+        aliases=("loglevel",),
+    ),
+    S(
+        "error_log_file",
+        str,
+        "-",
+        "Where corral's own log goes: a file (appended to) or - for stderr.",
+        section="logging",
+        metavar="FILE",
+        aliases=("--error-logfile", "--log-file", "errorlog"),
+    ),
+    S(
+        "access_log_file",
+        str,
+        "",
+        "Write the access log to this file, or - for stdout; empty = with corral's log. Setting "
+        "it turns the access log on (combined format unless access_log says otherwise).",
+        section="logging",
+        metavar="FILE",
+        aliases=("--access-logfile", "accesslog"),
+    ),
+    S(
+        "access_log_format",
+        str,
+        "",
+        "Access log line in gunicorn's atoms, e.g. '%(h)s \"%(r)s\" %(s)s %(b)s %(D)s'; empty = "
+        "the access_log format. Turns the access log on.",
+        section="logging",
+        metavar="FORMAT",
+        aliases=("--access-logformat",),
+        validator=_log_format,
     ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 
-@dataclass(frozen=True)
-class Config:
-    """Effective settings: attribute access by setting name."""
+class Config(Settings):
+    """Effective settings: one typed attribute per row (see ``corral._settings_gen``)."""
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting by name, in table order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def effective_workers(self) -> int:
-        return int(self.values["workers"]) or _cpu_count()
+        return self.workers or _cpu_count()
 
     def to_toml(self) -> str:
         return "".join(f"{k} = {_toml_value(v)}\n" for k, v in self.values.items())
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
+# Config-file keys: setting names and their bare-word aliases (gunicorn's names).
+BY_KEY: dict[str, Setting] = {k: s for s in SETTINGS for k in (s.name, *s.alias_keys)}
+Hook = Callable[..., Any]
+log = logging.getLogger("corral.config")
+_unused = (_is_enum, _one_of)  # kept importable from here for rows on other branches
 
 
-def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
-    """Turn a raw value (str from env/CLI, typed from TOML) into the setting's type."""
-    try:
-        value = _convert(setting, raw)
-        if setting.validator is not None:
-            setting.validator(value)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{origin}: {setting.name}={raw!r}: {exc}") from exc
-    return value
-
-
-def _convert(setting: Setting, raw: Any) -> Any:
-    t = setting.type
-    if t is list:
-        if isinstance(raw, str):
-            return [p.strip() for p in raw.split(",") if p.strip()]
-        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-            raise ConfigError("expected a list of strings")
-        return list(raw)
-    if t is bool:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError("expected true or false")
-    if t is int and isinstance(raw, float | bool):
-        raise ConfigError("expected an integer")
-    if t is float and isinstance(raw, bool):
-        raise ConfigError("expected a number")
-    if t is str and not isinstance(raw, str):
-        raise ConfigError("expected a string")
-    return t(raw)
-
-
-def closest(name: str) -> str:
-    match = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.5)
+def closest(name: str, cutoff: float = 0.5) -> str:
+    valid = [*BY_KEY, *compat.HOOKS]
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=cutoff)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def read_config_file(path: str) -> tuple[dict[str, Any], dict[str, Hook]]:
+    """Settings (and, from a ``.py`` file, server hooks) of the file given with --config."""
+    if path.endswith(".py"):
+        return read_python(path)
+    return read_toml(path), {}
 
 
 def read_toml(path: str) -> dict[str, Any]:
@@ -455,117 +512,107 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        setting = BY_NAME.get(key.replace("-", "_"))
+        setting = BY_KEY.get(key.replace("-", "_"))
         if setting is None or setting.name == "config":
             raise ConfigError(f"{path}: unknown setting {key!r}{closest(key)}")
         values[setting.name] = _coerce(setting, raw, path)
     return values
 
 
-def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+def read_python(path: str) -> tuple[dict[str, Any], dict[str, Hook]]:
+    """A gunicorn-style config: settings and hooks as module variables, gunicorn's names too.
+
+    Helpers are fine (modules, classes, ``_names`` and functions that are not hooks are left
+    alone); a name that is close to a valid one is an error naming it, others get a warning.
+    """
+    try:
+        namespace = compat.run_config_file(path)
+    except compat.ConfigFileError as exc:
+        raise ConfigError(str(exc)) from exc
     values: dict[str, Any] = {}
+    hooks: dict[str, Hook] = {}
+    for key, raw in namespace.items():
+        setting = BY_KEY.get(key)
+        if key in compat.HOOKS and callable(raw):
+            hooks[key] = raw
+        elif setting is not None and setting.name != "config":
+            if raw is not None:  # gunicorn's "unset"
+                values[setting.name] = _coerce(setting, _from_python(setting, raw), path)
+        elif key in compat.NOT_SUPPORTED or key in compat.DEFAULTS:
+            unsupported(key, raw, f"{path}: {key}")
+        elif closest(key, cutoff=0.8):
+            raise ConfigError(f"{path}: unknown setting {key!r}{closest(key, 0.8)}")
+        elif not callable(raw):
+            log.warning("%s: ignoring %r: not a corral or gunicorn setting", path, key)
+    return values, hooks
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """CORRAL_<NAME> variables. Others under CORRAL_ are tolerated with one warning: Kubernetes
+    makes CORRAL_SERVICE_HOST, CORRAL_PORT_8000_TCP... for a Service named corral."""
+    values: dict[str, Any] = {}
+    foreign: list[str] = []
     for key, raw in environ.items():
         if not key.startswith("CORRAL_"):
             continue
         name = key[len("CORRAL_") :].lower()
         setting = BY_NAME.get(name)
         if setting is None:
-            raise ConfigError(f"environment: unknown setting {key}{closest(name)}")
+            foreign.append(key + closest(name, cutoff=0.8))
+            continue
         values[name] = _coerce(setting, raw, "environment " + key)
+    if foreign:
+        log.warning("environment: ignoring unknown %s", ", ".join(sorted(foreign)))
     return values
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one argument per setting; every default is None so we can tell what was given."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for s in SETTINGS:
-        group = groups.get(s.section) or groups.setdefault(
-            s.section, parser.add_argument_group(s.section)
-        )
-        helptext = f"{s.help} [env {s.env}; default {s.default_doc or _show(s.default)}]"
-        if s.flags == ("app",):
-            group.add_argument("app", nargs="?", default=None, help=s.help, metavar="APP")
-        elif s.type is bool:
-            group.add_argument(
-                *s.cli_flags,
-                dest=s.name,
-                default=None,
-                action=argparse.BooleanOptionalAction,
-                help=helptext,
-            )
-        elif s.type is list:
-            group.add_argument(
-                *s.cli_flags,
-                dest=s.name,
-                default=None,
-                action="append",
-                help=helptext,
-                metavar=s.metavar or "VALUE",
-            )
-        else:
-            group.add_argument(
-                *s.cli_flags,
-                dest=s.name,
-                default=None,
-                help=helptext,
-                metavar=s.metavar or s.type.__name__.upper(),
-            )
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, list):
-        return ", ".join(v) if v else "none"
-    if v == "":
-        return "empty"
-    return str(v)
 
 
 def load(
     args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Merge defaults < TOML < environment < command line into a validated Config."""
+    """Merge defaults < config file < environment < command line into a validated Config."""
+    return load_with_hooks(args, environ)[0]
+
+
+def load_with_hooks(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Config, dict[str, Hook]]:
+    """``load``, plus the server hooks a Python config file defined (by gunicorn's names)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {s.name: _copy(s.default) for s in SETTINGS}
-    given = {
-        k: v
-        for k, v in vars(args or argparse.Namespace()).items()
-        if k in BY_NAME and v is not None
-    }
+    given_all = vars(args or argparse.Namespace())
+    given = {k: v for k, v in given_all.items() if k in BY_NAME and v is not None}
+    for dest, value in given_all.items():  # gunicorn flags without a row (corral.cliargs)
+        if dest.startswith(GUNICORN_DEST) and value is not None:
+            unsupported(dest[len(GUNICORN_DEST) :], value, "command line")
     env_values = read_env(environ)
     config_path = given.get("config") or env_values.get("config")
+    hooks: dict[str, Hook] = {}
     if config_path:
-        values.update(read_toml(config_path))
+        file_values, hooks = read_config_file(config_path)
+        values.update(file_values)
     values.update(env_values)
     for name, raw in given.items():
         values[name] = _coerce(BY_NAME[name], raw, "command line")
-    return Config(values)
+    return _build(values), hooks
+
+
+GUNICORN_DEST = "gunicorn:"  # argparse dest prefix of gunicorn flags corral has no row for
+
+
+def _build(values: dict[str, Any]) -> Config:
+    try:
+        return Config(**values)
+    except TypeError as exc:  # a row added or renamed without regenerating the typed module
+        raise ConfigError(
+            f"corral/_settings_gen.py does not match the settings table ({exc}): "
+            "run `corral settings --python > src/corral/_settings_gen.py`"
+        ) from exc
+
+
+def defaults() -> Config:
+    """The Config production runs with when nothing is given (tests build from it too)."""
+    return load(argparse.Namespace(), environ={})
 
 
 def _copy(v: Any) -> Any:
     return list(v) if isinstance(v, list) else v
-
-
-def settings_markdown() -> str:
-    """docs/settings.md, generated: one section per group, one row per setting."""
-    out = [
-        "# Settings\n",
-        "Generated from `corral/config.py` by `corral settings --markdown`; do not edit.\n",
-        "Every setting can be given as a command-line flag, as an environment variable, or as",
-        "a key in a TOML file passed with `--config` (precedence: flag > env > file >",
-        "default). List values take a comma-separated string in the environment.\n",
-    ]
-    for section in dict.fromkeys(s.section for s in SETTINGS):
-        out.append(f"\n## {section}\n")
-        out.append("| setting (TOML key) | flag | env | type | default | meaning |")
-        out.append("|---|---|---|---|---|---|")
-        for s in (s for s in SETTINGS if s.section == section):
-            flags = " ".join(f"`{f}`" for f in s.cli_flags)
-            default = s.default_doc or _show(s.default)
-            out.append(
-                f"| `{s.name}` | {flags} | `{s.env}` | {s.type.__name__} | {default} | {s.help} |"
-            )
-    return "\n".join(out) + "\n"
-
-
-def known_names() -> Sequence[str]:
-    return [s.name for s in SETTINGS]

@@ -22,6 +22,7 @@ import pytest
 
 from corral.stats.protocol import NullSlot, WorkerState
 from corral.worker import WorkerSettings, serve
+from tests.worker_defaults import production_worker_settings
 
 READY_TIMEOUT_S = 10.0
 
@@ -155,7 +156,8 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            _child(app, lsock, settings or WorkerSettings(), ReadySlot(w, slot_record), log_path)
+            settings = settings or production_worker_settings()
+            _child(app, lsock, settings, ReadySlot(w, slot_record), log_path)
         os.close(w)
         lsock.close()
         server = Server(pid, address, log_path)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from corral.worker import WorkerSettings
+from tests.worker_defaults import production_worker_settings
 
 from .apps import BIG_BLOCKS, make_app
 from .conftest import Server, StartServer
@@ -27,7 +28,9 @@ def start_server(start_server: StartServer, request: pytest.FixtureRequest) -> S
     """Every test here runs twice: app in the loop thread, and in a pool of 4 threads."""
 
     def start(app: Any, settings: WorkerSettings | None = None, **kw: Any) -> Server:
-        settings = dataclasses.replace(settings or WorkerSettings(), threads=request.param)
+        settings = dataclasses.replace(
+            settings or production_worker_settings(), threads=request.param
+        )
         return start_server(app, settings, **kw)
 
     return start
@@ -319,7 +322,7 @@ def test_unix_socket(start_server: StartServer) -> None:
 
 
 def test_access_log_combined(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(access_log="combined"))
+    server = start_server(make_app(), production_worker_settings(access_log="combined"))
     with server.connect() as sock:
         sock.sendall(
             b"GET /?q=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\n"
@@ -334,7 +337,7 @@ def test_access_log_combined(start_server: StartServer) -> None:
 
 
 def test_access_log_records_bad_requests(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(access_log="common"))
+    server = start_server(make_app(), production_worker_settings(access_log="common"))
     with server.connect() as sock:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         assert read_response(sock.makefile("rb")).status == 400

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.worker import WorkerSettings
+from tests.worker_defaults import production_worker_settings
 
 from .apps import make_app
 from .conftest import StartServer
@@ -93,7 +93,7 @@ def test_sigint_stops_at_once(start_server: StartServer) -> None:
 
 
 def test_keepalive_timeout_closes_idle_connection(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(keepalive_timeout_s=0.5))
+    server = start_server(make_app(), production_worker_settings(keepalive_timeout_s=0.5))
     with server.connect() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         f = sock.makefile("rb")
@@ -102,7 +102,7 @@ def test_keepalive_timeout_closes_idle_connection(start_server: StartServer) -> 
 
 
 def test_slowloris_does_not_starve_normal_clients(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(header_timeout_s=2.0))
+    server = start_server(make_app(), production_worker_settings(header_timeout_s=2.0))
     slow = [server.connect() for _ in range(50)]
     try:
         for sock in slow:
@@ -152,7 +152,7 @@ def test_worker_reports_to_its_slot(start_server: StartServer, tmp_path: Path) -
 
 
 def test_max_connections_pauses_accepting(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(max_connections=2))
+    server = start_server(make_app(), production_worker_settings(max_connections=2))
     held = [server.connect() for _ in range(2)]
     try:
         for sock in held:  # both accepted and kept alive
@@ -172,7 +172,7 @@ def test_max_connections_pauses_accepting(start_server: StartServer) -> None:
 
 
 def test_sigusr1_reopens_log_files(start_server: StartServer) -> None:
-    server = start_server(make_app(), WorkerSettings(access_log="common"))
+    server = start_server(make_app(), production_worker_settings(access_log="common"))
     assert hello(server.port) == 200
     rotated = server.log_path.with_suffix(".1")
     server.log_path.rename(rotated)  # what logrotate does before signalling
@@ -189,7 +189,7 @@ def test_sigusr1_reopens_log_files(start_server: StartServer) -> None:
 def test_threads_serve_others_while_app_is_slow(
     start_server: StartServer, marker: tuple[int, int]
 ) -> None:
-    server = start_server(make_app(marker_fd=marker[1]), WorkerSettings(threads=4))
+    server = start_server(make_app(marker_fd=marker[1]), production_worker_settings(threads=4))
     with server.connect() as busy:
         busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_marker(marker[0])
@@ -204,7 +204,7 @@ def test_threads_serve_others_while_app_is_slow(
 def test_threads_sigterm_finishes_in_flight(
     start_server: StartServer, marker: tuple[int, int]
 ) -> None:
-    server = start_server(make_app(marker_fd=marker[1]), WorkerSettings(threads=4))
+    server = start_server(make_app(marker_fd=marker[1]), production_worker_settings(threads=4))
     with server.connect() as busy:
         busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
         wait_marker(marker[0])

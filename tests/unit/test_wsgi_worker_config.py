@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from corral.http.events import Request
-from corral.worker import WorkerSettings
 from corral.worker.accesslog import format_line
+from tests.worker_defaults import production_worker_settings
 
 
 def request(target: bytes = b"/a?b=c", headers: list[tuple[bytes, bytes]] | None = None) -> Request:
@@ -26,7 +26,7 @@ def request(target: bytes = b"/a?b=c", headers: list[tuple[bytes, bytes]] | None
 
 
 def test_defaults_are_valid() -> None:
-    settings = WorkerSettings()
+    settings = production_worker_settings()
     assert settings.threads == 1 and settings.access_log == "off"
     assert settings.keepalive_timeout_s < settings.header_timeout_s < settings.graceful_timeout_s
 
@@ -44,7 +44,7 @@ def test_defaults_are_valid() -> None:
 )
 def test_invalid_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        WorkerSettings(**kwargs)  # type: ignore[arg-type]
+        production_worker_settings(**kwargs)
 
 
 def test_common_format() -> None:

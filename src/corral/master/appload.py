@@ -1,6 +1,7 @@
 """Finding the WSGI application named on the command line.
 
-``module:attr`` imports the module and takes the attribute (dotted paths allowed);
+``module:attr`` imports the module and takes the attribute (dotted paths allowed); ``module``
+alone means ``module:application`` (gunicorn's default, Django's wsgi.py name);
 ``module:factory()`` calls it with no arguments; ``module:factory('x', n=1)`` passes literal
 arguments (parsed with ``ast``, never ``eval``). An empty spec is the built-in demo app.
 Every failure is an ``AppLoadError`` with a message for the user; the import traceback is kept
@@ -18,13 +19,15 @@ from typing import Any
 
 WSGIApp = Callable[..., Any]
 DEMO = "corral.demo:app"
+DEFAULT_CALLABLE = "application"  # gunicorn's, and what Django's wsgi.py defines
 
 
 class AppLoadError(Exception):
     """The application could not be imported or is not callable."""
 
 
-def load_app(spec: str, chdir: str = "") -> WSGIApp:
+def load_app(spec: str, chdir: str = "", pythonpath: str = "") -> WSGIApp:
+    """Import the app named by ``spec``; ``pythonpath`` is comma-separated directories."""
     spec = spec or DEMO
     if chdir:
         try:
@@ -33,9 +36,12 @@ def load_app(spec: str, chdir: str = "") -> WSGIApp:
             raise AppLoadError(f"cannot chdir to {chdir!r}: {exc.strerror}") from exc
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    dirs = [os.path.abspath(d.strip()) for d in pythonpath.split(",") if d.strip()]
+    sys.path[:0] = [d for d in dirs if d not in sys.path]
     module_name, sep, expr = spec.partition(":")
-    if not sep or not module_name or not expr:
-        raise AppLoadError(f"app {spec!r}: expected module:attribute or module:factory()")
+    expr = expr if sep else DEFAULT_CALLABLE
+    if not module_name or not expr:
+        raise AppLoadError(f"app {spec!r}: expected module, module:attribute or module:factory()")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from corral import hooks
 from corral.config import Config
 from corral.lifecycle import (
     ExitReason,
@@ -341,6 +342,7 @@ class Arbiter:
         self._on_worker_exit(self.table.workers[wid], status)
 
     def _on_worker_exit(self, worker: WorkerRecord, status: int) -> None:
+        hooks.child_exit(self.cfg, worker.wid, worker.pid)
         info = policy.decode_status(status)
         now = self.clock()
         gen = self.gens[worker.gen]
@@ -479,6 +481,7 @@ class Arbiter:
             log.info(
                 "ready: %s (%d workers, generation %d%s)", urls, self.target, gen.number, stats
             )
+            hooks.when_ready(self.cfg)
             if self.cfg.ready_fd >= 0:
                 try:
                     os.write(self.cfg.ready_fd, f"ready {urls}\n".encode())
@@ -633,10 +636,12 @@ class Arbiter:
     def _scale(self, delta: int) -> None:
         if self.phase == "stopping":
             return
+        old = self.target
         self.target = max(1, self.target + delta)
         max_target = (self.scoreboard.nslots - 4) // 2
         self.target = min(self.target, max_target)
         log.info("target is now %d workers", self.target)
+        hooks.nworkers_changed(self.cfg, self.target, old)
         self.event("scale", None, f"target {self.target}")
         if delta < 0 and self.current is not None:
             live = self._live(self.current)

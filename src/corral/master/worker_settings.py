@@ -1,10 +1,33 @@
-"""Translate the effective Config into what one worker needs (``WorkerSettings``)."""
+"""Translate the effective Config into what one worker needs (``WorkerSettings``).
+
+The few worker values that are not settings are fixed here, with their precedent, so that
+production and the tests (which call ``worker_settings(config.defaults())``) agree.
+"""
 
 from __future__ import annotations
 
+from corral.choices import AccessLogFormat
 from corral.config import Config
 from corral.http import Limits
 from corral.worker.settings import WorkerSettings
+
+# Bodies up to 64 KiB are read in the loop before the app runs (nginx's client_body_buffer_size
+# is 8-16 KiB; a worker has fewer connections to buffer for); larger ones stream.
+BUFFER_BODY_MAX = 65536
+# nginx's lingering_timeout (5 s) shortened to 2 s, with a 64 KiB cap on what is drained.
+LINGER_TIMEOUT_S = 2.0
+LINGER_MAX_BYTES = 65536
+# One connection per wake-up spreads new connections across workers (a worker that accepts a
+# batch would starve its siblings of the thundering-herd wake-up).
+ACCEPT_BATCH = 1
+
+
+def _access_log(cfg: Config) -> AccessLogFormat:
+    """A log file or a format turns the access log on, as gunicorn's --access-logfile does (its
+    default format is the combined one)."""
+    if cfg.access_log is AccessLogFormat.OFF and (cfg.access_log_file or cfg.access_log_format):
+        return AccessLogFormat.COMBINED
+    return cfg.access_log
 
 
 def worker_settings(cfg: Config) -> WorkerSettings:
@@ -21,10 +44,17 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         header_timeout_s=cfg.header_timeout_s,
         keepalive_timeout_s=cfg.keepalive_timeout_s,
         body_timeout_s=cfg.body_timeout_s,
+        send_timeout_s=cfg.send_timeout_s,
         graceful_timeout_s=cfg.graceful_timeout_s,
-        access_log=cfg.access_log,
-        root_path=cfg.root_path.rstrip("/"),
+        buffer_body_max=BUFFER_BODY_MAX,
+        linger_timeout_s=LINGER_TIMEOUT_S,
+        linger_max_bytes=LINGER_MAX_BYTES,
         threads=cfg.threads,
+        access_log=_access_log(cfg),
+        access_log_format=cfg.access_log_format,
+        root_path=cfg.root_path.rstrip("/"),
+        url_scheme="http",
+        max_connections=cfg.worker_connections,
+        accept_batch=ACCEPT_BATCH,
         track_writes=cfg.track_writes,
-        accept_batch=1,  # one per wake-up spreads new connections across workers
     )

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from corral import hooks
 from corral.config import Config
 from corral.lifecycle import Failed, Loaded, Spawn, Spawned, ZygoteMessage, decode, encode
 from corral.master import exitcodes, sysdeps
@@ -74,7 +75,7 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
     try:
         gcpolicy.begin_preload(preset)
         _import_worker_code()
-        app = load_app(ctx.cfg.app, ctx.cfg.chdir)
+        app = load_app(ctx.cfg.app, ctx.cfg.chdir, ctx.cfg.pythonpath)
         warmup = make_warmup(app, list(ctx.cfg.warmup)) if ctx.cfg.warmup else None
         report = gcpolicy.finish_preload(
             preset, warmup=warmup, collect_before_freeze=ctx.cfg.gc_collect_before_freeze
@@ -139,6 +140,7 @@ def _spawn(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: int) -> 
     pid = os.fork()
     if pid == 0:  # the intermediate: fork the worker, report it, vanish
         try:
+            hooks.pre_fork(ctx.cfg, ctx.master_pid, wid)
             worker_pid = os.fork()
             if worker_pid == 0:
                 _worker_main(ctx, app, wid, slot)
@@ -167,11 +169,12 @@ def _worker_main(ctx: ZygoteContext, app: Callable[..., Any], wid: int, slot: in
         random.seed()
         sysdeps.set_title(f"corral worker {wid} [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
         gcpolicy.in_worker(gcpolicy.GcPreset(ctx.cfg.gc))
-        if ctx.cfg.post_fork:
-            load_app(ctx.cfg.post_fork)()  # same name resolution as the app itself
+        hooks.post_fork(ctx.cfg, ctx.master_pid, wid)
+        hooks.post_worker_init(ctx.cfg, ctx.master_pid, wid)
         code = _run_worker(ctx, app, slot)
     except BaseException:
         log.exception("worker %d failed", wid)
+    hooks.worker_exit(ctx.cfg, ctx.master_pid, wid)
     gcpolicy.fast_exit(code)
 
 

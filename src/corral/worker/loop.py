@@ -52,6 +52,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from corral import hooks
 from corral.http import (
     CLOSED,
     NEED_DATA,
@@ -136,7 +137,9 @@ class WorkerLoop:
         self.cow_report_requested = False
         self.drain_deadline = float("inf")
         self.now = time.monotonic()
-        self.access = settings.access_log if settings.access_log != "off" else ""
+        self.access = settings.access_log_format or (
+            settings.access_log if settings.access_log != "off" else ""
+        )
         self.wake_r, self.wake_w = socket.socketpair()
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
         self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
@@ -245,6 +248,8 @@ class WorkerLoop:
         with contextlib.suppress(BlockingIOError):
             while self.wake_r.recv(512):
                 pass
+        if self.stop_now:
+            hooks.worker_int()
         if self.term_requested and not self.draining:
             self._begin_drain()
         if self.reopen_requested:
@@ -413,6 +418,8 @@ class WorkerLoop:
         inp = InputStream(source or empty_source)
         conn.resp, conn.input = resp, inp
         environ = build_environ(request, conn.base, inp, self.settings.root_path)
+        if hooks.per_request:
+            hooks.pre_request(request, environ)
         if self.writes is not None:
             self.writes.before_request()
         self.slot.start_request(self.now, request.method, request.path)
@@ -615,7 +622,10 @@ class WorkerLoop:
         if self.writes is not None and request is not None:
             self.writes.after_request(request.path)  # after the latency figure: not in it
         if self.access and request is not None:
-            log_request(self.access, conn.remote, request, status, conn.bytes_out)
+            took = end - conn.started
+            log_request(self.access, conn.remote, request, status, conn.bytes_out, took)
+        if hooks.per_request and request is not None:
+            hooks.post_request(request, resp, conn.bytes_out)
         if conn.writing:
             conn.writing = False
             self.ep.modify(conn.fd, _EPOLLIN)

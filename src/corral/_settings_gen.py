@@ -1,0 +1,141 @@
+"""Generated from the settings table in corral/config.py; do not edit. Regenerate with
+
+    corral settings --python > src/corral/_settings_gen.py
+
+(or ``make settings``). One typed attribute per setting, so a misspelled ``cfg.name`` is
+a mypy error. ``corral.config.Config`` subclasses ``Settings``; build one with
+``config.load``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.choices import AccessLogFormat, LogLevel, WorkerClass
+from corral.memory.gcpolicy import GcPreset
+from corral.memory.recycle import Metric
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of corral, in table order; units are in the names."""
+
+    #: WSGI application as module:attr or module:factory(); empty = the built-in demo app.
+    app: str
+    #: Address to listen on: HOST:PORT, [IPv6]:PORT or unix:PATH. Repeat for several. Port 0
+    #: picks a free port (printed when ready).
+    bind: list[str]
+    #: Number of worker processes; 0 means one per CPU.
+    workers: int
+    #: Change to this directory before loading the app.
+    chdir: str
+    #: Comma-separated directories put first on sys.path before the app is loaded (relative
+    #: ones after chdir).
+    pythonpath: str
+    #: Config file: TOML (keys are the setting names), or a gunicorn-style Python file (*.py:
+    #: settings and server hooks as module variables).
+    config: str
+    #: SCRIPT_NAME prefix the app is mounted under (e.g. /api).
+    root_path: str
+    #: listen() backlog (gunicorn's default).
+    backlog: int
+    #: Threads per worker running the app (1 = the app runs in the I/O loop's thread, one
+    #: request at a time; more suits I/O-bound apps).
+    threads: int
+    #: gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs
+    #: the app on a thread pool); others are refused.
+    worker_class: WorkerClass
+    #: Most open client connections per worker; accepting pauses at the limit (gunicorn 1000).
+    worker_connections: int
+    #: Callable (module:function) run in each worker after fork, before it serves, e.g. to open
+    #: per-process connections; if it raises, the worker fails to boot.
+    post_fork: str
+    #: Accepted for gunicorn's --preload and does nothing: corral always preloads (the zygote
+    #: imports the app once per generation).
+    preload: bool
+    #: Write the master's pid to this file.
+    pidfile: str
+    #: Run workers as this user (name or uid) after binding; empty = do not switch.
+    user: str
+    #: Run workers as this group (name or gid) after binding; empty = do not switch.
+    group: str
+    #: umask for files and unix sockets corral creates, e.g. 0o007 or 007 (octal); -1 = keep
+    #: the inherited one.
+    umask: int
+    #: KEY=VALUE put into the environment before the app is loaded (repeatable).
+    env: list[str]
+    #: Write 'ready <addresses>' to this inherited fd once every worker serves (for supervisors
+    #: and tests).
+    ready_fd: int
+    #: Longest request line in bytes (gunicorn/nginx 8190); longer gets 414.
+    limit_request_line: int
+    #: Longest header field line in bytes; longer gets 431.
+    limit_request_field_size: int
+    #: Most header fields in a request (gunicorn 100); more gets 431.
+    limit_request_fields: int
+    #: Largest request head in bytes; larger gets 431.
+    limit_header_section: int
+    #: Largest request body in bytes; a larger Content-Length gets 413 before the body is read.
+    max_body_size: int
+    #: Most bytes of chunk extensions per chunk.
+    limit_chunk_extension: int
+    #: Seconds a client may take to send a request head (nginx client_header_timeout,
+    #: shortened).
+    header_timeout_s: float
+    #: Seconds an idle keep-alive connection stays open (gunicorn 2 s, nginx 75 s).
+    keepalive_timeout_s: float
+    #: Seconds a client may stall while sending a body.
+    body_timeout_s: float
+    #: Seconds a slow reader may stall a response write between progress (nginx send_timeout 60
+    #: s, shortened: a worker's connection slots are scarcer).
+    send_timeout_s: float
+    #: Access log format: off, common or combined.
+    access_log: AccessLogFormat
+    #: A worker whose heartbeat or current request is older than this gets its stack dumped
+    #: (SIGABRT) and is replaced (gunicorn --timeout 30).
+    timeout_s: float
+    #: Seconds a stopping worker may take to finish in-flight requests before it is killed
+    #: (gunicorn 30).
+    graceful_timeout_s: float
+    #: Seconds a new generation (import + workers ready) may take before it counts as failed.
+    boot_timeout_s: float
+    #: Replace a worker after this many requests (0 = never).
+    max_requests: int
+    #: Add up to this many requests at random to max_requests per worker so workers do not
+    #: restart together.
+    max_requests_jitter: int
+    #: A worker is not recycled (memory, max-requests) before it has lived this long.
+    min_worker_lifetime_s: float
+    #: Copy-on-write GC policy: auto, freeze, cpython or instagram (see docs/memory.md).
+    gc: GcPreset
+    #: Request paths to run through the app in the preloading process before the heap is frozen
+    #: (repeatable).
+    warmup: list[str]
+    #: Run gc.collect() before gc.freeze() (frees garbage but leaves holes every worker then
+    #: fills).
+    gc_collect_before_freeze: bool
+    #: Recycle a worker whose memory (see worker_memory_metric) stays above this many MiB (0 =
+    #: off).
+    max_worker_memory_mib: float
+    #: Which figure max_worker_memory_mib limits: uss (private), pss or rss.
+    worker_memory_metric: Metric
+    #: Count, per request path, the pre-fork heap pages each request writes (userfaultfd write-
+    #: protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page written.
+    #: Reports go to $TMPDIR/corral-writes-PID.json.
+    track_writes: bool
+    #: Seconds between smaps_rollup samples of each worker.
+    memory_sample_s: float
+    #: Serve metrics, JSON and the dashboard on HOST:PORT (off when empty; loopback unless
+    #: stats_allow_remote).
+    stats: str
+    #: Allow a non-loopback stats address.
+    stats_allow_remote: bool
+    #: Log level: debug, info, warning, error, critical.
+    log_level: LogLevel
+    #: Where corral's own log goes: a file (appended to) or - for stderr.
+    error_log_file: str
+    #: Write the access log to this file, or - for stdout; empty = with corral's log. Setting
+    #: it turns the access log on (combined format unless access_log says otherwise).
+    access_log_file: str
+    #: Access log line in gunicorn's atoms, e.g. '%(h)s "%(r)s" %(s)s %(b)s %(D)s'; empty = the
+    #: access_log format. Turns the access log on.
+    access_log_format: str

@@ -1,0 +1,44 @@
+"""Enums for the settings whose value is one of a few words.
+
+Theory of operation: a setting row in ``corral.config`` whose ``type`` is a ``StrEnum`` accepts
+exactly the enum's values (CLI, environment, TOML, Python config file), is typed as the enum in
+the generated ``corral._settings_gen.Settings``, and is documented with its choices. The enums are
+``StrEnum`` so a value compares equal to its word and prints as it. Enums that belong to one
+subsystem live there (``memory.gcpolicy.GcPreset``, ``memory.recycle.Metric``); the ones here
+have no better home. This module imports nothing from corral, so anything may import it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["AccessLogFormat", "LogLevel", "WorkerClass"]
+
+
+class AccessLogFormat(StrEnum):
+    """Access log line format (logger ``corral.access``)."""
+
+    OFF = "off"
+    COMMON = "common"  # NCSA common log format
+    COMBINED = "combined"  # common + referer and user agent (nginx's and Apache's default)
+
+
+class LogLevel(StrEnum):
+    """Level of corral's own log."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"  # gunicorn's highest level
+
+
+class WorkerClass(StrEnum):
+    """gunicorn's ``-k``/``worker_class`` words that corral's one worker covers.
+
+    ``sync`` and ``gthread`` both mean corral's worker: its epoll loop holds idle and slow
+    connections, and ``threads`` > 1 runs the app on a thread pool (what gthread is for).
+    """
+
+    SYNC = "sync"
+    GTHREAD = "gthread"
