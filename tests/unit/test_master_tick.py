@@ -126,7 +126,7 @@ class Rig:
 
 
 def config(**values: object) -> Config:
-    return Config({**load(environ={}).values, "workers": 2, **values})
+    return Config(**{**load(environ={}).values, "workers": 2, **values})
 
 
 @pytest.fixture
