@@ -410,3 +410,23 @@ def run(n: int, seed: int) -> tuple[int, list[Finding]]:
         findings += check(mutant)
         count += 1
     return count, findings
+
+
+def minimize(finding: Finding, max_tries: int = 5000) -> Mutant:
+    """A shorter mutant with a finding of the same kind: drop ever smaller spans (ddmin-like),
+    bounded by ``max_tries`` checks. The reproducer to record as an xfail corpus case."""
+    best = finding.mutant
+    span, tries = max(1, len(best.raw) // 2), 0
+    while span >= 1 and tries < max_tries:
+        at, shrunk = 0, False
+        while at < len(best.raw) and tries < max_tries:
+            candidate = Mutant(best.index, best.source, best.mutations,
+                               best.raw[:at] + best.raw[at + span :], best.eof)  # fmt: skip
+            tries += 1
+            if any(f.kind == finding.kind for f in check(candidate)):
+                best, shrunk = candidate, True
+            else:
+                at += span
+        if not shrunk:
+            span //= 2
+    return best

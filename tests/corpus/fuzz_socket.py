@@ -20,6 +20,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,10 @@ def exchange(host: str, port: int, raw: bytes, timeout_s: float = EXCHANGE_TIMEO
     return bytes(out)
 
 
-def responses(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(status, body) of each final response in ``data`` (1xx skipped; framing by length)."""
+def responses(data: bytes, bodiless: AbstractSet[int] = frozenset()) -> Iterator[tuple[int, bytes]]:
+    """(status, body) of each final response in ``data`` (1xx skipped; framing by length;
+    the ``bodiless`` response indices, answers to HEAD, have a Content-Length but no body)."""
+    index = 0
     while data:
         end = data.find(b"\r\n\r\n")
         if end < 0:
@@ -94,8 +97,11 @@ def responses(data: bytes) -> Iterator[tuple[int, bytes]]:
              if line.lower().startswith(b"content-length:")),
             len(data),
         )  # fmt: skip
+        if index in bodiless:
+            length = 0
         yield status, data[:length]
         data = data[length:]
+        index += 1
 
 
 def check_exchange(mutant: Mutant, host: str, port: int) -> tuple[int, list[Finding]]:
@@ -105,10 +111,13 @@ def check_exchange(mutant: Mutant, host: str, port: int) -> tuple[int, list[Find
     except TimeoutError as exc:
         return 0, [Finding(mutant, "hang", str(exc))]
     reading = read(mutant.raw)
+    heads = {i for i, m in enumerate(reading.messages) if m.method == b"HEAD"}
     out = []
-    answered = [body for status, body in responses(data) if status == 200]
+    answered = [body for status, body in responses(data, heads) if status == 200]
     for i, body in enumerate(answered):
         ref = reading.messages[i] if i < len(reading.messages) else None
+        if i in heads:
+            continue  # a HEAD response has no body, so no digest to compare
         if ref is None or not ref.complete:
             why = reading.reason or "incomplete"
             detail = f"app answered request {i}, reference: {why}; app saw {body[:300]!r}"
@@ -119,7 +128,10 @@ def check_exchange(mutant: Mutant, host: str, port: int) -> tuple[int, list[Find
             "body_len": len(ref.body),
             "body_sha256": hashlib.sha256(ref.body).hexdigest(),
         }
-        got = json.loads(body)
+        try:
+            got = json.loads(body)
+        except ValueError:
+            got = {"not JSON": body[:300].decode("latin-1")}
         if got != want:
             out.append(Finding(mutant, "misread", f"request {i}: app saw {got}, sent {want}"))
     return len(answered), out
