@@ -100,3 +100,17 @@ def test_split_dependence_and_crashes_are_findings(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(fuzz, "feed", crash)
     assert [f.kind for f in fuzz.check(_mutant(VALID))] == ["exception"]
+
+
+def test_minimize_shrinks_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = fuzz._Driver._record
+
+    def lossy(self: fuzz._Driver, complete: bool) -> None:
+        del self.body[-1:]
+        real(self, complete)
+
+    monkeypatch.setattr(fuzz._Driver, "_record", lossy)
+    (finding,) = fuzz.check(_mutant(VALID))
+    small = fuzz.minimize(finding)
+    assert len(small.raw) < len(VALID)
+    assert [f.kind for f in fuzz.check(small)] == ["misread"]
