@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable
 from statistics import median
 
+from corral.launch import stop_group
+
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\n"
     b"Server: canned\r\n"
@@ -199,8 +201,7 @@ def main() -> int:
     try:
         return report(run_rounds(f"http://127.0.0.1:{port}/", args, [*tools, "corral"]), args)
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=10)
+        stop_group(server, 10.0, term_group=True)
 
 
 def run_rounds(

@@ -64,6 +64,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.launch import stop_group
 from corral.memory.proc import (
     MemoryProbeError,
     anonymous_ranges,
@@ -358,17 +359,7 @@ def _settled(before: dict[int, int], now: dict[int, int]) -> bool:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """TERM the main process, wait, then KILL its whole session (it runs in its own)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers (workers, zygote) of this session only
-    except ProcessLookupError:
-        pass
-    proc.wait(STOP_TIMEOUT_S)
+    stop_group(proc, STOP_TIMEOUT_S)
 
 
 # --- load ---------------------------------------------------------------------------------------

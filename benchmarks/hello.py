@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
+from corral.launch import spawn, stop_group
+
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
@@ -180,26 +182,15 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, deadline_s: float) -> N
 
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
-    """TERM the server's session, wait, then KILL whatever is left of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=grace_s)
+    """TERM the server's session, wait, then KILL whatever is left of it (corral.launch)."""
+    stop_group(proc, grace_s, term_group=True)
 
 
 @contextlib.contextmanager
 def running(launch: Launch, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``launch`` in its own session, wait until it answers, stop it on exit."""
-    env = {**os.environ, "PYTHONPATH": str(launch.cwd), **launch.env}
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            launch.argv, cwd=launch.cwd, env=env, stdout=out, stderr=out, start_new_session=True
-        )
+    env = {"PYTHONPATH": str(launch.cwd), **launch.env}
+    proc = spawn(launch.argv, log_path=log, env=env, cwd=launch.cwd, ready_pipe=False).proc
     try:
         wait_ready(proc, port, START_DEADLINE_S)
         yield proc

@@ -65,6 +65,8 @@ from hello import (
     wrk_argv,
 )
 
+from corral.launch import spawn
+
 WORKERS = 2
 DURATION_S = 16.0
 INTERVAL_S = 2.0  # the cadence: one HUP or one kill every 2 s
@@ -257,12 +259,9 @@ class Runner:
 
     def run(self) -> Outcome:
         write_version(self.appdir, version_text(0))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": self.pythonpath}
-        with self.log.open("ab") as out:
-            proc = subprocess.Popen(
-                self.server.argv(self.port, self.appdir),
-                cwd=self.appdir, env=env, stdout=out, stderr=out, start_new_session=True,
-            )  # fmt: skip
+        env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": self.pythonpath}
+        argv = self.server.argv(self.port, self.appdir)
+        proc = spawn(argv, log_path=self.log, env=env, cwd=self.appdir, ready_pipe=False).proc
         try:
             wait_ready(proc, self.port, START_DEADLINE_S)
             self._wait_workers(proc.pid)

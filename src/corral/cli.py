@@ -120,7 +120,7 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _chaos(argv: Sequence[str]) -> int:
-    from corral.bench.chaos import main as chaos_main
+    from corral.chaos.cli import main as chaos_main
 
     return chaos_main(list(argv))
 

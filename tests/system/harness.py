@@ -1,26 +1,27 @@
-"""System-test harness: the real ``corral`` command in its own session, readiness signalled on a
-pipe (``--ready-fd``), hard deadlines everywhere, teardown TERM -> wait -> KILL the group."""
+"""System-test harness: the real ``corral`` command, started, awaited and stopped by
+``corral.launch`` (its own session, readiness on a ``--ready-fd`` pipe, hard deadlines,
+teardown TERM -> wait -> KILL the group); /proc helpers to find its workers."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
-import select
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from corral.launch import Launched, LaunchError, corral_serve, spawn
 
 APPS = Path(__file__).parent / "apps"
 
 
 class Corral:
-    def __init__(self, proc: subprocess.Popen[bytes], ready_r: int, log_path: Path) -> None:
-        self.proc = proc
-        self.ready_r = ready_r
-        self.log_path = log_path
+    """A ``corral serve`` started by corral.launch, with the assertions a test wants."""
+
+    def __init__(self, launched: Launched) -> None:
+        self.launched = launched
+        self.proc: subprocess.Popen[bytes] = launched.proc
+        self.log_path = launched.log_path or Path("/nonexistent")
         self.url = ""
         self.host = ""
         self.port = 0
@@ -30,31 +31,17 @@ class Corral:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                raise AssertionError(f"corral not ready (rc={self.proc.poll()}):\n{self.log()}")
-            r, _, _ = select.select([self.ready_r], [], [], min(left, 0.5))
-            if r:
-                chunk = os.read(self.ready_r, 1024)
-                if not chunk:
-                    continue
-                buf += chunk
-        line = buf.decode().split("\n")[0]
-        assert line.startswith("ready "), line
-        self.url = line.split()[1]
+        try:
+            self.url = self.launched.wait_ready(timeout)
+        except LaunchError as exc:
+            raise AssertionError(f"corral not ready ({exc}):\n{self.log()}") from None
         hostport = self.url.removeprefix("http://")
         self.host, _, port = hostport.rpartition(":")
         self.port = int(port)
         return self.url
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.launched.log()
 
     def signal(self, sig: int) -> None:
         os.kill(self.proc.pid, sig)
@@ -82,18 +69,8 @@ class Corral:
         raise AssertionError(f"{text!r} not in log after {timeout}s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)  # the master stops its own family
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-        os.close(self.ready_r)
+        """TERM the master (it stops its own family), wait, KILL the group (corral.launch)."""
+        self.launched.stop()
 
 
 def start_corral(
@@ -103,28 +80,9 @@ def start_corral(
     ready: bool = True,
     timeout: float = 30.0,
 ) -> Corral:
-    ready_r, ready_w = os.pipe()
     log_path = tmp_path / f"corral-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "corral", "serve", "--ready-fd", str(ready_w), *args]
-    full_env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(APPS),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    full_env.update(env or {})
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(ready_w,),
-            start_new_session=True,
-            env=full_env,
-            cwd=tmp_path,
-        )
-    os.close(ready_w)
-    corral = Corral(proc, ready_r, log_path)
+    full_env = {"PYTHONPATH": str(APPS), "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    corral = Corral(spawn(corral_serve(*args), log_path=log_path, env=full_env, cwd=tmp_path))
     if ready:
         try:
             corral.wait_ready(timeout)

@@ -9,24 +9,28 @@ import math
 
 import pytest
 
-from corral.bench import chaos
-from corral.bench.chaos import (
-    Expectation,
-    Facts,
-    Phase,
-    Report,
+from corral.bench.result import SecondStats
+from corral.bench.sla import evaluate, parse_sla
+from corral.chaos.cli import EXIT_OK, EXIT_USAGE, main, parse_args
+from corral.chaos.report import render_text, report_dict
+from corral.chaos.scenarios import Facts
+from corral.chaos.session import Phase, Report, planned_max_time
+from corral.chaos.spec import (
+    DEFAULT_WORKER_TIMEOUT_S,
+    SCENARIOS,
     ScenarioSpec,
     action_times,
-    cross_checks,
-    established_inodes,
-    latency_within,
     parse_scenario,
+)
+from corral.chaos.target import established_inodes, serve_command
+from corral.chaos.verdicts import (
+    Expectation,
+    cross_checks,
+    latency_within,
     phase_ok,
     stats_delta,
     window_stats,
 )
-from corral.bench.result import SecondStats
-from corral.bench.sla import evaluate, parse_sla
 from corral.stats.scoreboard import PUBLISH_AFTER_S
 
 
@@ -50,7 +54,7 @@ def test_parse_scenario_forms() -> None:
     assert parse_scenario("kill") == [ScenarioSpec("kill")]
     assert parse_scenario("kill:2.5") == [ScenarioSpec("kill", 2.5)]
     assert parse_scenario("slowloris:100") == [ScenarioSpec("slowloris", 100.0)]
-    assert [s.name for s in parse_scenario("all")] == list(chaos.SCENARIOS)
+    assert [s.name for s in parse_scenario("all")] == list(SCENARIOS)
     assert ScenarioSpec("reload", 2.0).label == "reload:2"
 
 
@@ -180,9 +184,9 @@ def test_report_verdict_needs_phases_sla_and_cross_checks() -> None:
     assert not report(5, 4, "p99<1s").ok
     assert not report(0, 4, "p99<1us").ok
     assert not report(0, 4, "p99<1s", cross_ok=False).ok
-    text = chaos.render_text(report(3, 4, "p99<1s"))
+    text = render_text(report(3, 4, "p99<1s"))
     assert "verdict: PASS" in text and "kill" in text
-    doc = chaos.report_dict(report(5, 4, "p99<1s"))
+    doc = report_dict(report(5, 4, "p99<1s"))
     assert doc["ok"] is False
     assert doc["phases"][0]["errors"]["reset"] == 5
     assert doc["phases"][0]["allowed_errors"] == 4
@@ -228,25 +232,25 @@ def test_established_inodes_on_the_server_port_only() -> None:
 )
 def test_bad_usage_exits_2_with_one_line(argv: list[str], needle: str) -> None:
     out, err = io.StringIO(), io.StringIO()
-    assert chaos.main(argv, stdout=out, stderr=err) == chaos.EXIT_USAGE
+    assert main(argv, stdout=out, stderr=err) == EXIT_USAGE
     assert needle in err.getvalue()
     assert err.getvalue().count("\n") == 1
     assert out.getvalue() == ""
 
 
 def test_parse_args_defaults_and_hang_wait() -> None:
-    opts, specs, objectives = chaos.parse_args(
+    opts, specs, objectives = parse_args(
         ["--app", "", "--scenario", "kill:1", "--scenario", "hang", "--sla", "p99<1s"]
     )
     assert [s.label for s in specs] == ["kill:1", "hang"]
     assert [o.metric for o in objectives] == ["p99"]
-    assert opts.hang_wait_s == chaos.DEFAULT_WORKER_TIMEOUT_S + 10.0
-    assert chaos.planned_max_time(opts, specs) > opts.phase_s * 3
-    cmd = chaos.serve_command(opts, 7, bloat=True)
+    assert opts.hang_wait_s == DEFAULT_WORKER_TIMEOUT_S + 10.0
+    assert planned_max_time(opts, specs) > opts.phase_s * 3
+    cmd = serve_command(opts, 7, bloat=True)
     assert cmd[cmd.index("--ready-fd") + 1] == "7"
     assert "--max-worker-memory-mib" in cmd and "-b" in cmd
 
 
 def test_help_returns_0_without_exiting() -> None:
     out = io.StringIO()
-    assert chaos.main(["--help"], stdout=out, stderr=io.StringIO()) == chaos.EXIT_OK
+    assert main(["--help"], stdout=out, stderr=io.StringIO()) == EXIT_OK
