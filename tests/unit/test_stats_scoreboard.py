@@ -333,6 +333,7 @@ def test_the_c_recorder_writes_what_the_python_slot_writes(
             w.set_state(WorkerState.READY)
             w.heartbeat(7.5)
             w.set_connections(4)
+            w.set_memory_alert(70 << 20)
             for method, path, status, seconds, bytes_in, bytes_out in requests:
                 w.start_request(1.25, method, path)
                 w.finish_request(1.5, status, seconds, bytes_in, bytes_out)
@@ -345,7 +346,7 @@ def test_the_c_recorder_writes_what_the_python_slot_writes(
         assert a.gc_pause_s == pytest.approx(b.gc_pause_s)
         same = ("requests", "by_status", "in_flight", "connections", "bytes_in", "bytes_out",
                 "request_start", "request_line", "gc_collections", "histogram", "state",
-                "heartbeat")  # fmt: skip
+                "heartbeat", "memory_alert")  # fmt: skip
         assert {f: getattr(a, f) for f in same} == {f: getattr(b, f) for f in same}
     finally:
         sb.close()

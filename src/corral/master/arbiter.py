@@ -337,6 +337,8 @@ class Arbiter:
 
     def _on_worker_exit(self, worker: Worker, status: int) -> None:
         info = policy.decode_status(status)
+        if not worker.stopping and (why := policy.stopped_itself(info)):
+            worker.stopping, worker.stop_reason = True, why  # a recycle, not a crash
         now = time.monotonic()
         gen = self.gens[worker.gen]
         reason = (

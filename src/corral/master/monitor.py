@@ -5,7 +5,10 @@ Theory of operation. Every ``memory_sample_s`` the master reads each worker's
 samples it reads ``statm`` (~10 µs) every tick and estimates the worker's current figure as the
 last full sample plus the RSS growth since; once the estimate nears the limit, the worker is
 sampled in full on every tick, so a fast leak is seen within a tenth of a second rather than a
-sampling period. The decisions themselves are the pure policies in ``corral.memory.recycle``
+sampling period. Faster still, each worker checks itself between requests and raises an alert
+in its scoreboard slot (``corral.worker.memguard``); an alerting worker is sampled at once and,
+confirmed, replaced without waiting for a streak (``recycle.alert_decision``).
+The decisions themselves are the pure policies in ``corral.memory.recycle``
 (streak of over-limit samples, minimum lifetime, jitter, one at a time); the arbiter applies
 them through its spawn-before-kill ``replace`` path.
 """
@@ -32,8 +35,10 @@ from corral.memory.recycle import (
     RecyclePolicy,
     RecycleSettings,
     WorkerSample,
+    alert_decision,
     max_requests_due,
 )
+from corral.stats.protocol import WorkerState
 
 if TYPE_CHECKING:
     from corral.master.arbiter import Arbiter, Worker
@@ -109,6 +114,7 @@ class Monitor:
         for worker in list(self.arbiter.fleet.workers.values()):
             if worker.ready and worker.pid and not worker.stopping:
                 self._sample(worker, now)
+        self._memory_alerts(now)  # the workers' own checks; not one-at-a-time (see recycle.py)
         if self.arbiter.replacing():
             return
         if self._max_requests():
@@ -134,6 +140,32 @@ class Monitor:
             self.policy.observe(
                 WorkerSample(worker.wid, worker.spawned_at, sample.value(self.metric), now)
             )
+
+    def _memory_alerts(self, now: float) -> None:
+        """Apply ``alert_decision`` to each worker that raised a memory alert in its slot."""
+        if self.policy is None:
+            return
+        board = self.arbiter.scoreboard
+        for worker in list(self.arbiter.fleet.workers.values()):
+            alert = board.memory_alert(worker.slot) if worker.pid else 0
+            if alert <= 0 or worker.retiring or worker.stopping or not worker.ready:
+                continue
+            stopped = board.state(worker.slot) == WorkerState.DRAINING
+            try:
+                sampled: int | None = read_smaps_rollup(worker.pid).value(self.metric)
+            except MemoryProbeError:
+                sampled = None
+            decision = alert_decision(
+                self.policy.settings, worker.wid, alert, sampled, stopped=stopped
+            )
+            if decision is not None:
+                log.warning(
+                    "worker %d (pid %d) reports %.1f MiB, over its limit of %.1f MiB %s "
+                    "(%s: %.1f MiB): recycling",
+                    worker.wid, worker.pid, alert / MIB, decision.limit / MIB,
+                    self.metric.value, "stopped" if stopped else "sampled", decision.value / MIB,
+                )  # fmt: skip
+                self.arbiter.replace(worker, "memory")
 
     def _near_limit(self, worker: Worker, reading: _Reading) -> bool:
         if self.limit <= 0:

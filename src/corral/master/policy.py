@@ -10,6 +10,8 @@ import os
 import signal
 from dataclasses import dataclass
 
+from corral.master.exitcodes import MEMORY_LIMIT
+
 # Respawn backoff after crashes: 0.1 s doubling to 5 s (gunicorn respawns at once and can spin).
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -64,6 +66,12 @@ def exit_reason(info: ExitInfo, *, asked_to_stop: bool, timed_out: bool) -> str:
     if info.signum == signal.SIGKILL:
         return "oom?"  # nobody here sent SIGKILL: the kernel's OOM killer is the usual suspect
     return "crash"
+
+
+def stopped_itself(info: ExitInfo) -> str:
+    """The reason a worker exited on its own accord ("memory": past its memory limit, see
+    ``corral.worker.memguard``), or "" for any other exit: an ordinary recycle, not a crash."""
+    return "memory" if info.signum is None and info.code == MEMORY_LIMIT else ""
 
 
 def is_stuck(heartbeat: float, now: float, timeout_s: float) -> bool:

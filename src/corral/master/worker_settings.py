@@ -27,4 +27,12 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         threads=cfg.threads,
         track_writes=cfg.track_writes,
         accept_batch=1,  # one per wake-up spreads new connections across workers
+        memory_limits=memory_limits(cfg),
     )
+
+
+def memory_limits(cfg: Config) -> tuple[int, str, int]:
+    """(soft limit bytes, metric, hard limit bytes) for ``corral.worker.memguard``."""
+    mib = 1024 * 1024
+    soft, hard = cfg.max_worker_memory_mib, cfg.worker_memory_hard_limit_mib
+    return int(soft * mib), cfg.worker_memory_metric, int(hard * mib)

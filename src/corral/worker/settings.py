@@ -46,6 +46,8 @@ class WorkerSettings:
     max_connections: int = 1000  # open client connections; accepting pauses at the limit
     accept_batch: int = 64  # connections accepted per listener wake-up
     track_writes: bool = False  # count pre-fork pages written per request path (opt-in)
+    # (soft limit bytes, metric, hard limit bytes): the worker's own check, see memguard.py
+    memory_limits: tuple[int, str, int] = (0, "uss", 0)
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
