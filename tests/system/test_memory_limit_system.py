@@ -61,3 +61,16 @@ def test_private_memory_stays_within_half_over_the_limit_at_full_speed(
     assert peak <= 1.5 * limit_mib, f"a worker reached {peak:.1f} MiB private:\n{log[-3000:]}"
     assert "Traceback" not in log and "crash" not in log, log[-3000:]
     wait_for(lambda: len(worker_pids(c.pid)) == 2)
+
+
+def test_the_hard_limit_fails_the_one_request_and_the_worker_serves_on(
+    corral_factory: Any,
+) -> None:
+    c = corral_factory(
+        "sysapps:app", "-b", "127.0.0.1:0", "-w", "1", "--worker-memory-hard-limit-mib", "128"
+    )
+    pid = c.get("/pid")[1]
+    status, _ = c.get(f"/leak?{512 * 1024}")  # 512 MiB in one allocation: past the ceiling
+    assert status == 500
+    assert "MemoryError" in c.wait_log("MemoryError")
+    assert c.get("/pid") == (200, pid)  # the same worker, alive, answers the next request

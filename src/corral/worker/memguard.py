@@ -130,7 +130,8 @@ class MemoryGuard:
     def _rebase(self, now: float, rss: int) -> bool:
         first = self._base_rss < 0
         self._base_value, self._base_rss = self._read_value(), rss
-        self._next_rebase = now + REBASE_EVERY_S
+        # the first baseline leaves the next one free: approaching the limit re-reads at once
+        self._next_rebase = 0.0 if first else now + REBASE_EVERY_S
         if first and self._base_value >= self._limit:
             log.warning(
                 "worker %d starts at %.1f MiB, over its memory limit of %.1f MiB: its own check "
