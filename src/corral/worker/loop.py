@@ -188,7 +188,8 @@ class Worker:
                     self._on_wake()
             due = publish(now)  # the Python slot's batch, when due (the C one has none)
             if now >= self.memguard.due and self.memguard.check(now) and not self.draining:
-                self._begin_drain()  # past 1.25x its memory limit: see corral.worker.memguard
+                self.term_requested = True  # past 1.25x its memory limit (worker/memguard.py):
+                self._begin_drain()  # drain as on SIGTERM, kept-alive connections closed too
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)

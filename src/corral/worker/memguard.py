@@ -160,7 +160,7 @@ class MemoryGuard:
         if estimate <= limit * STOP_FACTOR or self.exit_code:
             return False
         log.warning(
-            "worker %d uses about %.1f MiB, %.2gx its memory limit, before its replacement was "
+            "worker %d uses about %.1f MiB, %.2fx its memory limit, before its replacement was "
             "ready: it stops taking requests",
             os.getpid(), estimate / MIB, STOP_FACTOR,
         )  # fmt: skip
