@@ -245,9 +245,12 @@ def test_single_word_readers_agree_with_a_full_read(board: Scoreboard) -> None:
     for status in (200, 204, 404, 500):
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, status, 0.001, 0, 0)
+    w.set_memory_alert(99 << 20)
     w.flush()
     s = board.read(2)
     assert (board.heartbeat(2), board.state(2), board.requests(2)) == (42.25, s.state, 4)
+    assert board.memory_alert(2) == s.memory_alert == 99 << 20
+    assert board.memory_alert(0) == 0
     assert s.heartbeat == 42.25 and s.requests == 4
     assert board.state(0) == WorkerState.EMPTY and board.requests(0) == 0
     with pytest.raises(IndexError):
