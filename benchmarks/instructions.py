@@ -9,18 +9,26 @@ finished requests; ``--batch`` says when they are stored: ``auto`` as the worker
 (``slot.publish(now)`` after each request: a store at most every 5 ms), a number B every B
 requests (``slot.flush()``): 1 is the worst case, a store per request.
 
+``--memguard idle|every`` adds the worker's own memory check (``corral.worker.memguard``) as the
+loop runs it after each round: ``idle`` is the comparison with ``due`` alone (what a request
+costs between checks), ``every`` runs the check itself on every request (statm ``pread`` and the
+estimate; the loop does it once per 10 ms). The difference from ``off`` is the check's cost.
+
 ``--timed`` measures CPU time per request instead (user + system, so the kernel's share of a
 request counts), both slots in one process, alternated, 21 rounds: on a noisy machine the
 ratio is far steadier than any two wrk runs.
 
 Usage: python benchmarks/instructions.py [--requests 2000] [--kind wrk|browser] [--batch 1,16,auto]
+       python benchmarks/instructions.py --memguard idle,every --batch auto
        python benchmarks/instructions.py --timed [--requests 5000] [--batch 1,16,auto]
-       (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT B` is the inner run)
+       (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT B [GUARD]` is the
+       inner run)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import re
 import select
@@ -47,7 +55,7 @@ def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
     return [BODY]
 
 
-def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
+def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Callable[[int], None]:
     """A worker holding one end of a socketpair; the returned function sends it ``n`` requests
     one at a time and reads each response, flushing the slot every ``batch`` requests (0: as
     the worker loop does, ``publish`` after each)."""
@@ -62,7 +70,13 @@ def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
         board_slot = Scoreboard.create(2).writer(0)
         install_gc_callbacks(board_slot)  # as in a corral worker
         slot = board_slot
-    worker = Worker(hello, [], worker_settings(config.defaults()), slot)
+    limits = (1 << 40, "uss", 0) if guard != "off" else (0, "uss", 0)  # never over 1 TiB
+    settings = dataclasses.replace(worker_settings(config.defaults()), memory_limits=limits)
+    worker = Worker(hello, [], settings, slot)
+    memguard = worker.memguard
+    if guard == "idle":
+        memguard.check(0.0)  # the baseline, then never due within the run
+        memguard.due = float("inf")
     a, b = socket.socketpair()
     worker.server_addr[-1] = ("127.0.0.1", "8000")
     worker._add_conn(a, None, -1)
@@ -80,12 +94,16 @@ def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
                 slot.publish(time.monotonic())
             elif i % batch == batch - 1:
                 slot.flush()
+            if guard != "off":  # the loop's hook line; "every": a fake clock 1 s per request
+                now = float(i + 1)
+                if now >= memguard.due and memguard.check(now):
+                    raise AssertionError("over a 1 TiB limit?")
 
     return run
 
 
-def drive(n: int, kind: str, slot_kind: str, batch: int) -> None:
-    run = _harness(kind, slot_kind, batch)
+def drive(n: int, kind: str, slot_kind: str, batch: int, guard: str = "off") -> None:
+    run = _harness(kind, slot_kind, batch, guard)
     run(200)  # warm-up requests in both runs, then n
     run(n)
 
@@ -107,11 +125,11 @@ def timed(kind: str, batch: int, rounds: int, n: int) -> tuple[float, float, lis
     return statistics.median(per["null"]), statistics.median(per["scoreboard"]), ratios
 
 
-def count(n: int, kind: str, slot: str, batch: int) -> int:
+def count(n: int, kind: str, slot: str, batch: int, guard: str = "off") -> int:
     with tempfile.NamedTemporaryFile(suffix=".cg") as out:
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
-             sys.executable, __file__, "--drive", str(n), kind, slot, str(batch)],
+             sys.executable, __file__, "--drive", str(n), kind, slot, str(batch), guard],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     match = re.search(r"Collected : (\d+)", run.stderr)
@@ -128,7 +146,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--kind", choices=sorted(REQUESTS), default="wrk")
     parser.add_argument("--batch", default="1,16,auto", help="requests per flush, or auto")
-    parser.add_argument("--drive", nargs=4, metavar=("N", "KIND", "SLOT", "B"))
+    parser.add_argument("--drive", nargs="+", metavar="N KIND SLOT B [GUARD]")
+    parser.add_argument("--memguard", default="", help="idle,every: the memory check's cost")
     parser.add_argument("--timed", action="store_true", help="CPU time, not callgrind")
     parser.add_argument("--rounds", type=int, default=21, help="with --timed")
     args = parser.parse_args()
@@ -142,9 +161,12 @@ def main() -> int:
                   f"({q[0] - 1:+.1%} to {q[2] - 1:+.1%}) |", flush=True)  # fmt: skip
         return 0
     if args.drive:
-        drive(int(args.drive[0]), args.drive[1], args.drive[2], int(args.drive[3]))
+        d = args.drive
+        drive(int(d[0]), d[1], d[2], int(d[3]), d[4] if len(d) > 4 else "off")
         return 0
     n = args.requests
+    if args.memguard:
+        return _memguard_table(n, args.kind, _batches(args.batch)[0][1], args.memguard)
     rows = []
     for label, batch in _batches(args.batch):
         per = {}
@@ -155,6 +177,23 @@ def main() -> int:
     print("|---:|---:|---:|---:|")
     for label, null, board in rows:
         print(f"| {label} | {null:,} | {board:,} | {board / null - 1:+.1%} |")
+    return 0
+
+
+def _memguard_table(n: int, kind: str, batch: int, modes: str) -> int:
+    """Instructions per request with the scoreboard slot, without and with the memory check."""
+
+    def per(guard: str) -> int:
+        return (count(n, kind, "scoreboard", batch, guard) - count(0, kind, "scoreboard", batch,
+                                                                    guard)) // n  # fmt: skip
+
+    base = per("off")
+    print(f"| memory check | instructions per request | vs off |  ({kind} request)")
+    print("|---|---:|---:|")
+    print(f"| off | {base:,} | |")
+    for guard in modes.split(","):
+        value = per(guard)
+        print(f"| {guard} | {value:,} | {value - base:+,} ({value / base - 1:+.1%}) |")
     return 0
 
 

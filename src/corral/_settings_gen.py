@@ -118,6 +118,9 @@ class Settings:
     max_worker_memory_mib: float
     #: Which figure max_worker_memory_mib limits: uss (private), pss or rss.
     worker_memory_metric: Metric
+    #: A ceiling the kernel enforces (RLIMIT_AS): each worker may map this many MiB more than
+    #: it had at fork; past it allocations fail (0 = off; see docs/memory.md).
+    worker_memory_hard_limit_mib: float
     #: Count, per request path, the pre-fork heap pages each request writes (userfaultfd write-
     #: protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page written.
     #: Reports go to $TMPDIR/corral-writes-PID.json.

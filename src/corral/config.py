@@ -396,6 +396,15 @@ SETTINGS: tuple[Setting, ...] = (
         section="memory",
     ),
     S(
+        "worker_memory_hard_limit_mib",
+        float,
+        0.0,
+        "A ceiling the kernel enforces (RLIMIT_AS): each worker may map this many MiB more "
+        "than it had at fork; past it allocations fail (0 = off; see docs/memory.md).",
+        validator=_non_negative,
+        section="memory",
+    ),
+    S(
         "track_writes",
         bool,
         False,

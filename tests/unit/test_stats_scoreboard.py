@@ -245,9 +245,12 @@ def test_single_word_readers_agree_with_a_full_read(board: Scoreboard) -> None:
     for status in (200, 204, 404, 500):
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, status, 0.001, 0, 0)
+    w.set_memory_alert(99 << 20)
     w.flush()
     s = board.read(2)
     assert (board.heartbeat(2), board.state(2), board.requests(2)) == (42.25, s.state, 4)
+    assert board.memory_alert(2) == s.memory_alert == 99 << 20
+    assert board.memory_alert(0) == 0
     assert s.heartbeat == 42.25 and s.requests == 4
     assert board.state(0) == WorkerState.EMPTY and board.requests(0) == 0
     with pytest.raises(IndexError):
@@ -333,6 +336,7 @@ def test_the_c_recorder_writes_what_the_python_slot_writes(
             w.set_state(WorkerState.READY)
             w.heartbeat(7.5)
             w.set_connections(4)
+            w.set_memory_alert(70 << 20)
             for method, path, status, seconds, bytes_in, bytes_out in requests:
                 w.start_request(1.25, method, path)
                 w.finish_request(1.5, status, seconds, bytes_in, bytes_out)
@@ -345,7 +349,7 @@ def test_the_c_recorder_writes_what_the_python_slot_writes(
         assert a.gc_pause_s == pytest.approx(b.gc_pause_s)
         same = ("requests", "by_status", "in_flight", "connections", "bytes_in", "bytes_out",
                 "request_start", "request_line", "gc_collections", "histogram", "state",
-                "heartbeat")  # fmt: skip
+                "heartbeat", "memory_alert")  # fmt: skip
         assert {f: getattr(a, f) for f in same} == {f: getattr(b, f) for f in same}
     finally:
         sb.close()

@@ -344,6 +344,9 @@ class Arbiter:
     def _on_worker_exit(self, worker: WorkerRecord, status: int) -> None:
         hooks.child_exit(self.cfg, worker.wid, worker.pid)
         info = policy.decode_status(status)
+        if not worker.stopping and (why := policy.stopped_itself(info)):
+            worker.move(Lifecycle.STOPPING)  # a recycle, not a crash
+            worker.stop_reason = why
         now = self.clock()
         gen = self.gens[worker.gen]
         stopping = worker.stopping
@@ -446,13 +449,19 @@ class Arbiter:
         self._apply(self.monitor.tick(now, seen))
 
     def _apply(self, decisions: list[Recycle]) -> None:
-        """Act on a helper's decisions, most urgent first, until one is carried out."""
+        """Act on a helper's decisions, most urgent first: every urgent one, then others until
+        one is carried out."""
+        urgent_done = False
         for decision in decisions:
+            if urgent_done and not decision.urgent:
+                return  # one replacement is booting now: the others wait their turn
             worker = self.table.workers.get(decision.wid)
             if decision.why:
                 log.warning("%s", decision.why)
             if worker is not None and self.replace(worker, decision.reason):
-                return
+                if not decision.urgent:
+                    return
+                urgent_done = True
 
     def _observe_ready(self) -> None:
         for worker in list(self.table.workers.values()):

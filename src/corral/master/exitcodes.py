@@ -9,3 +9,4 @@ ERROR = 1
 USAGE = 2  # bad command line or configuration
 WORKER_BOOT_ERROR = 3  # workers kept failing before they could serve
 APP_LOAD_ERROR = 4  # the application could not be imported
+MEMORY_LIMIT = 5  # a worker's own exit: it stopped itself past its memory limit (memguard.py)

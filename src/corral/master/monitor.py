@@ -5,13 +5,17 @@ Theory of operation. Every ``memory_sample_s`` the master reads each worker's
 samples it reads ``statm`` (~10 µs) every tick and estimates the worker's current figure as the
 last full sample plus the RSS growth since; once the estimate nears the limit, the worker is
 sampled in full on every tick, so a fast leak is seen within a tenth of a second rather than a
-sampling period. The decisions themselves are the pure policies in ``corral.memory.recycle``
-(streak of over-limit samples, minimum lifetime, jitter, one at a time) and max-requests.
+sampling period. Faster still, each worker checks itself between requests and raises an alert
+in its scoreboard slot (``corral.worker.memguard``); an alerting worker is sampled at once and,
+confirmed, replaced without waiting for a streak (``recycle.alert_decision``). The decisions
+themselves are the pure policies in ``corral.memory.recycle`` (streak of over-limit samples,
+minimum lifetime, jitter, one at a time) and max-requests.
 
 The monitor does not hold the arbiter: each tick it is handed a ``MonitorInput`` (the worker
 records, the live zygotes, the scoreboard's readings, whether a replacement is under way) and
-returns ``Recycle`` decisions in priority order; the arbiter applies the first it can through its
-spawn-before-kill path. ``report`` gives the stats layer the latest figures.
+returns ``Recycle`` decisions in priority order; the arbiter applies every urgent one (confirmed
+memory alerts) and the first other one it can, through its spawn-before-kill path. ``report``
+gives the stats layer the latest figures.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ from corral.memory.recycle import (
     RecyclePolicy,
     RecycleSettings,
     WorkerSample,
+    alert_decision,
     max_requests_due,
 )
+from corral.stats.protocol import WorkerState
 
 MIB = 1024 * 1024
 NEAR_LIMIT = 0.85  # estimated figure / limit above which a worker is sampled every tick
@@ -156,9 +162,10 @@ class Monitor:
         for worker in seen.workers:
             if worker.was_ready and worker.pid and not worker.stopping:
                 self._sample(worker, now, seen.zygotes)
+        alerts = self._memory_alerts(seen)  # the workers' own checks: not one at a time
         if seen.replacing:
-            return []
-        return [*self._max_requests(now, seen), *self._memory_recycle(now, seen.workers)]
+            return alerts
+        return [*alerts, *self._max_requests(now, seen), *self._memory_recycle(now, seen.workers)]
 
     def _sample(self, worker: WorkerRecord, now: float, zygotes: Mapping[int, int]) -> None:
         reading = self.readings.get(worker.wid)
@@ -179,6 +186,33 @@ class Monitor:
             self.policy.observe(
                 WorkerSample(worker.wid, worker.spawned_at, sample.value(self.metric), now)
             )
+
+    def _memory_alerts(self, seen: MonitorInput) -> list[Recycle]:
+        """Apply ``alert_decision`` to each worker that raised a memory alert in its slot."""
+        if self.policy is None:
+            return []
+        out = []
+        for worker in seen.workers:
+            alert = seen.readings.memory_alert(worker.slot) if worker.pid else 0
+            if alert <= 0 or worker.retiring or worker.stopping or not worker.was_ready:
+                continue
+            stopped = seen.readings.state(worker.slot) == WorkerState.DRAINING
+            try:
+                sampled: int | None = read_smaps_rollup(worker.pid).value(self.metric)
+            except MemoryProbeError:
+                sampled = None
+            decision = alert_decision(
+                self.policy.settings, worker.wid, alert, sampled, stopped=stopped
+            )
+            if decision is not None:
+                why = (
+                    f"worker {worker.wid} (pid {worker.pid}) reports {alert / MIB:.1f} MiB, over "
+                    f"its limit of {decision.limit / MIB:.1f} MiB "
+                    f"({self.metric.value} {'when it stopped' if stopped else 'sampled'}: "
+                    f"{decision.value / MIB:.1f} MiB): recycling"
+                )
+                out.append(Recycle(worker.wid, ExitReason.MEMORY, why, urgent=True))
+        return out
 
     def _near_limit(self, worker: WorkerRecord, reading: _Reading) -> bool:
         if self.limit <= 0:

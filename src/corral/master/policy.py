@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass
 
 from corral.lifecycle import ExitReason
+from corral.master.exitcodes import MEMORY_LIMIT
 
 # Respawn backoff after crashes: 0.1 s doubling to 5 s (gunicorn respawns at once and can spin).
 BACKOFF_BASE_S = 0.1
@@ -81,6 +82,12 @@ def exit_message(info: ExitInfo, reason: ExitReason, asked: bool) -> tuple[int, 
     if reason is ExitReason.STOPPED:
         return logging.WARNING, f"{info.describe()}: stopped by someone else, not by this master"
     return logging.ERROR, f"{info.describe()} ({reason})"
+
+
+def stopped_itself(info: ExitInfo) -> ExitReason | None:
+    """The reason a worker exited of its own accord (MEMORY: past its memory limit, see
+    ``corral.worker.memguard``), or None for any other exit: an ordinary recycle, not a crash."""
+    return ExitReason.MEMORY if info.signum is None and info.code == MEMORY_LIMIT else None
 
 
 def is_stuck(heartbeat: float, now: float, timeout_s: float) -> bool:

@@ -57,4 +57,12 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         max_connections=cfg.worker_connections,
         accept_batch=ACCEPT_BATCH,
         track_writes=cfg.track_writes,
+        memory_limits=memory_limits(cfg),
     )
+
+
+def memory_limits(cfg: Config) -> tuple[int, str, int]:
+    """(soft limit bytes, metric, hard limit bytes) for ``corral.worker.memguard``."""
+    mib = 1024 * 1024
+    soft, hard = cfg.max_worker_memory_mib, cfg.worker_memory_hard_limit_mib
+    return int(soft * mib), cfg.worker_memory_metric, int(hard * mib)

@@ -91,6 +91,8 @@ class SlotReadings(Protocol):
 
     def requests(self, index: int, /) -> int: ...
 
+    def memory_alert(self, index: int, /) -> int: ...
+
 
 @dataclass(frozen=True)
 class Recycle:
@@ -99,3 +101,4 @@ class Recycle:
     wid: int
     reason: ExitReason
     why: str = ""  # a line for the log, written when the arbiter acts on it
+    urgent: bool = False  # applied even while another replacement boots (a confirmed leak)

@@ -15,6 +15,13 @@ and latency, so the memory policy asks for evidence:
 * **One at a time**: while any worker of the pool is being replaced, nothing else is decided;
   otherwise the worker furthest over its limit goes first.
 
+A worker also checks itself between requests (``corral.worker.memguard``) and raises an alert
+in its scoreboard slot once over the limit; ``alert_decision`` turns that alert, confirmed by
+the master's own sample, into a replacement at once: no streak (the worker's check is the
+evidence), no minimum lifetime (a worker that starts over its limit never alerts: the replace
+loop that minimum prevents cannot start), and not one at a time (two workers leaking at once
+must both be replaced before either runs away).
+
 Nothing here reads /proc, a clock or the OS: the master feeds samples with ``observe`` and asks
 ``decide(now, replacing)``. ``max_requests`` follows gunicorn's ``max_requests`` +
 ``randint(0, max_requests_jitter)``, with the draw made deterministic per worker.
@@ -36,6 +43,7 @@ __all__ = [
     "RecyclePolicy",
     "RecycleSettings",
     "WorkerSample",
+    "alert_decision",
     "jitter_unit",
     "jittered_max_requests",
     "max_requests_due",
@@ -176,6 +184,32 @@ class RecyclePolicy:
         return RecycleDecision(
             worker_id, RecycleReason.MEMORY, track.last_value, limit, track.streak
         )
+
+
+def alert_decision(
+    settings: RecycleSettings,
+    worker_id: int,
+    alert: int,
+    sampled: int | None,
+    *,
+    stopped: bool = False,
+) -> RecycleDecision | None:
+    """The worker ``worker_id`` reported ``alert`` bytes (0: no alert); ``sampled`` is the
+    master's own reading of ``settings.metric`` for it right now (None: none to be had).
+
+    Replace it when the master's sample confirms it is over its (jittered) limit, or without a
+    confirmation when the worker has already stopped taking requests (``stopped``): it will
+    exit whatever the master thinks, and the pool needs its replacement. A worker whose alert
+    the sample contradicts (its estimate counted pages the master's metric shares out) serves
+    on, and is judged by the sampled policy as any other."""
+    if alert <= 0:
+        return None
+    limit = settings.limit_for(worker_id)
+    if stopped:
+        return RecycleDecision(worker_id, RecycleReason.MEMORY, sampled or alert, limit, 1)
+    if sampled is None or sampled <= limit:
+        return None
+    return RecycleDecision(worker_id, RecycleReason.MEMORY, sampled, limit, 1)
 
 
 def jittered_max_requests(max_requests: int, jitter: int, *, seed: int, worker_id: int) -> int:

@@ -15,7 +15,7 @@
 enum {
     L_SEQ, L_STATE, L_HEARTBEAT, L_IN_FLIGHT, L_CONNECTIONS, L_BYTES_IN, L_BYTES_OUT,
     L_DURATION_SUM, L_REQUEST_START, L_GC_COUNT0, L_GC_PAUSE0, L_LINE_LEN, L_LINE_OFFSET,
-    L_LINE_BYTES, L_STATUS0, L_HIST0, L_NBUCKETS, L_COUNT
+    L_LINE_BYTES, L_STATUS0, L_HIST0, L_NBUCKETS, L_MEMORY_ALERT, L_COUNT
 };
 
 typedef struct {
@@ -88,7 +88,8 @@ recorder_init(Recorder *self, PyObject *args, PyObject *kwds)
     Py_ssize_t line_end = self->at[L_LINE_OFFSET] + self->at[L_LINE_BYTES];
     Py_ssize_t hist_end = self->at[L_HIST0] + self->at[L_NBUCKETS];
     if (((uintptr_t)self->buf.buf) % 8 != 0 || hist_end > words || line_end > self->buf.len
-        || self->at[L_NBUCKETS] != n + 1 || self->at[L_STATUS0] + 5 > words) {
+        || self->at[L_NBUCKETS] != n + 1 || self->at[L_STATUS0] + 5 > words
+        || self->at[L_MEMORY_ALERT] >= words) {
         PyBuffer_Release(&self->buf);
         self->has_buf = 0;
         PyErr_SetString(PyExc_ValueError, "the buffer does not hold this layout");
@@ -182,6 +183,18 @@ recorder_set_connections(Recorder *self, PyObject *const *args, Py_ssize_t nargs
     if (!check_args("set_connections", nargs, 1) || !recorder_ready(self) || !get_i64(args[0], &v))
         return NULL;
     self->q[self->at[L_CONNECTIONS]] = v;
+    Py_RETURN_NONE;
+}
+
+/* set_memory_alert(estimate): one word, no bracket (see scoreboard.py). */
+static PyObject *
+recorder_set_memory_alert(Recorder *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int64_t v;
+    if (!check_args("set_memory_alert", nargs, 1) || !recorder_ready(self)
+        || !get_i64(args[0], &v))
+        return NULL;
+    self->q[self->at[L_MEMORY_ALERT]] = v;
     Py_RETURN_NONE;
 }
 
@@ -311,6 +324,8 @@ static PyMethodDef recorder_methods[] = {
     {"set_state", (PyCFunction)(void (*)(void))recorder_set_state, METH_FASTCALL, NULL},
     {"heartbeat", (PyCFunction)(void (*)(void))recorder_heartbeat, METH_FASTCALL, NULL},
     {"set_connections", (PyCFunction)(void (*)(void))recorder_set_connections, METH_FASTCALL,
+     NULL},
+    {"set_memory_alert", (PyCFunction)(void (*)(void))recorder_set_memory_alert, METH_FASTCALL,
      NULL},
     {"start_request", (PyCFunction)(void (*)(void))recorder_start_request, METH_FASTCALL, NULL},
     {"finish_request", (PyCFunction)(void (*)(void))recorder_finish_request, METH_FASTCALL, NULL},

@@ -34,6 +34,10 @@ class SlotWriter(Protocol):
 
     def set_connections(self, open_connections: int) -> None: ...
 
+    def set_memory_alert(self, estimate: int) -> None:
+        """Over the memory limit: the worker's estimate in bytes (0: under it). The master reads
+        it every tick and replaces the worker (see ``corral.worker.memguard``)."""
+
     def publish(self, now: float) -> float | None:
         """Called by the loop after each round of events: store what ``finish_request``
         batched if it is due. Returns None when nothing is left unpublished, else the seconds
@@ -61,6 +65,9 @@ class NullSlot:
         pass
 
     def set_connections(self, open_connections: int) -> None:
+        pass
+
+    def set_memory_alert(self, estimate: int) -> None:
         pass
 
     def publish(self, now: float) -> float | None:

@@ -22,7 +22,7 @@ Layout (native byte order, every field one 8-byte word, ``q`` = int64, ``d`` = f
        4  state (WorkerState)   q       24  gc pause s gen2       d
        5  started_at (mono)     d       25  request line length   q
        6  heartbeat (mono)      d    26-37  request line (96 B)   "METHOD /path", truncated
-       7  reserved (0)          q   38-201  latency histogram     q x NBUCKETS (histogram.py)
+       7  memory alert (bytes)  q   38-201  latency histogram     q x NBUCKETS (histogram.py)
     8-12  requests 1xx..5xx     q
       13  in flight             q
       14  open connections      q
@@ -42,8 +42,11 @@ then disagree by one batch (skew, not garbage: every word is 8-byte aligned and 
 aligned words whole on x86-64 and arm64). The ordering argument is x86-64's (stores and loads
 are not reordered with each other); on arm64 CPython emits no barriers, so a copy that mixes two
 updates can rarely pass the check: counters skewed by one batch, nothing worse. Single-word
-fields (heartbeat, state, connections, request start, and in flight as ``start_request``
-raises it) need no bracket. To keep the hot path short, the total request count is not stored
+fields (heartbeat, state, connections, request start, memory alert, and in flight as
+``start_request`` raises it) need no bracket. The memory alert is the worker's own estimate of
+its memory once it found itself over ``--max-worker-memory-mib`` (0 while under; see
+``corral.worker.memguard``): the master reads it every tick and starts a replacement.
+To keep the hot path short, the total request count is not stored
 (it is the sum of words 8-12) and the request start is not cleared at finish (the reader
 ignores it while nothing is in flight).
 
@@ -87,7 +90,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 SEQ, PID, WORKER_ID, GENERATION, STATE = 0, 1, 2, 3, 4
 STARTED_AT, HEARTBEAT = 5, 6
-RESERVED, STATUS0 = 7, 8
+MEMORY_ALERT, STATUS0 = 7, 8
 IN_FLIGHT, CONNECTIONS, BYTES_IN, BYTES_OUT = 13, 14, 15, 16
 DURATION_SUM, REQUEST_START = 17, 18
 GC_COUNT0, GC_PAUSE0 = 19, 22
@@ -124,6 +127,7 @@ class SlotSnapshot:
     duration_sum_s: float
     request_start: float  # 0.0 when nothing is in flight
     request_line: str
+    memory_alert: int  # bytes the worker estimated when over its memory limit; 0 while under
     gc_collections: tuple[int, int, int]
     gc_pause_s: tuple[float, float, float]
     histogram: tuple[int, ...]
@@ -190,6 +194,10 @@ class ScoreboardSlot:
 
     def set_connections(self, open_connections: int) -> None:
         self._q[CONNECTIONS] = open_connections
+
+    def set_memory_alert(self, estimate: int) -> None:
+        """The worker's memory estimate once over its limit (0: under it again)."""
+        self._q[MEMORY_ALERT] = estimate
 
     def start_request(self, now: float, method: bytes, path: bytes) -> None:
         # No seqlock here: these fields are single aligned words read on their own (the request
@@ -313,7 +321,7 @@ def _native_layout() -> tuple[int, ...]:
     return (
         SEQ, STATE, HEARTBEAT, IN_FLIGHT, CONNECTIONS, BYTES_IN, BYTES_OUT, DURATION_SUM,
         REQUEST_START, GC_COUNT0, GC_PAUSE0, LINE_LEN, _LINE_OFFSET, REQUEST_LINE_BYTES,
-        STATUS0, HIST0, histogram.NBUCKETS,
+        STATUS0, HIST0, histogram.NBUCKETS, MEMORY_ALERT,
     )  # fmt: skip
 
 
@@ -447,6 +455,10 @@ class Scoreboard:
         except ValueError:
             return WorkerState.EMPTY
 
+    def memory_alert(self, index: int) -> int:
+        """Master, every tick: the worker's memory alert word (0 = no alert)."""
+        return self._words[self._word(index, MEMORY_ALERT)]
+
     def requests(self, index: int) -> int:
         """Master: requests answered in slot ``index``, without the seqlock (a read that races
         a flush may miss that batch; it is counted on the next)."""
@@ -533,6 +545,7 @@ def _decode(index: int, data: bytes) -> SlotSnapshot:
         duration_sum_s=d[DURATION_SUM],
         request_start=d[REQUEST_START] if busy else 0.0,
         request_line=line if busy else "",
+        memory_alert=q[MEMORY_ALERT],
         gc_collections=(q[GC_COUNT0], q[GC_COUNT0 + 1], q[GC_COUNT0 + 2]),
         gc_pause_s=(d[GC_PAUSE0], d[GC_PAUSE0 + 1], d[GC_PAUSE0 + 2]),
         histogram=tuple(q[HIST0 : HIST0 + histogram.NBUCKETS]),

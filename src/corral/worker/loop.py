@@ -68,6 +68,7 @@ from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
 from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, WRITING, Conn
+from corral.worker.memguard import MemoryGuard
 from corral.worker.respond import (
     account_body,
     body_length,
@@ -143,6 +144,7 @@ class WorkerLoop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
         self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
+        self.memguard = MemoryGuard.for_worker(*settings.memory_limits, slot)  # memguard.py
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -165,7 +167,7 @@ class WorkerLoop:
             self._loop()
         finally:
             self._shutdown()
-        return 0
+        return self.memguard.exit_code  # 0, or MEMORY_LIMIT when it stopped itself
 
     def _loop(self) -> None:
         poll = self.ep.poll
@@ -188,6 +190,9 @@ class WorkerLoop:
                 elif fd == self.wake_r.fileno():
                     self._on_wake()
             due = publish(now)  # the Python slot's batch, when due (the C one has none)
+            if now >= self.memguard.due and self.memguard.check(now) and not self.draining:
+                self.term_requested = True  # past 1.25x its memory limit (worker/memguard.py):
+                self._begin_drain()  # drain as on SIGTERM, kept-alive connections closed too
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)

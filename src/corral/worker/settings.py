@@ -45,6 +45,8 @@ class WorkerSettings:
     max_connections: int  # open client connections; accepting pauses at the limit
     accept_batch: int  # connections accepted per listener wake-up
     track_writes: bool  # count pre-fork pages written per request path (opt-in)
+    # (soft limit bytes, metric, hard limit bytes): the worker's own check, see memguard.py
+    memory_limits: tuple[int, str, int]
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
