@@ -52,8 +52,13 @@ class Settings:
     #: Accepted for gunicorn's --preload and does nothing: corral always preloads (the zygote
     #: imports the app once per generation).
     preload: bool
-    #: Write the master's pid to this file.
+    #: Write the master's pid to this file. During a USR2 upgrade the old master's is renamed
+    #: to FILE.oldbin, as gunicorn does.
     pidfile: str
+    #: After USR2, the new master sends TERM to the old one as soon as its workers are ready:
+    #: one signal upgrades. Off: both serve until you stop the old master yourself (gunicorn's
+    #: USR2, then TERM to the pid in PIDFILE.oldbin).
+    reexec_stop_old: bool
     #: Run workers as this user (name or uid) after binding; empty = do not switch.
     user: str
     #: Run workers as this group (name or gid) after binding; empty = do not switch.

@@ -1,6 +1,7 @@
 """Listening addresses as users write them: ``HOST:PORT``, ``:PORT`` (all IPv4), ``[IPv6]:PORT``,
-``unix:PATH``. Pure parsing, no sockets: the settings table validates ``--bind`` and ``--stats``
-with it, and the master binds what it returns (``corral.master.listeners``).
+``unix:PATH``, ``fd://N`` (a listening socket inherited as descriptor N, e.g. from systemd).
+Pure parsing, no sockets: the settings table validates ``--bind`` and ``--stats`` with it, and
+the master binds or adopts what it returns (``corral.master.listeners``, ``.handoff``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ class Address:
     host: str  # "" for unix
     port: int  # 0 for unix
     path: str = ""  # unix socket path
+    fd: int = -1  # fd://N: an inherited listening socket (its real address is read from it)
 
     def url(self) -> str:
         if self.family == socket.AF_UNIX:
@@ -26,6 +28,11 @@ class Address:
 def parse_address(text: str) -> Address:
     """Parse a bind string; raise ValueError with a message meant for the user."""
     text = text.strip()
+    if text.startswith("fd://"):
+        fd = text[5:]
+        if not fd.isdigit() or int(fd) < 3:
+            raise ValueError(f"bind {text!r}: fd:// needs a descriptor number of 3 or more")
+        return Address(socket.AF_UNSPEC, "", 0, fd=int(fd))
     if text.startswith("unix:"):
         path = text[5:]
         if not path:

@@ -161,9 +161,18 @@ SETTINGS: tuple[Setting, ...] = (
         "pidfile",
         str,
         "",
-        "Write the master's pid to this file.",
+        "Write the master's pid to this file. During a USR2 upgrade the old master's is renamed "
+        "to FILE.oldbin, as gunicorn does.",
         metavar="FILE",
         aliases=("-p", "--pid"),
+    ),
+    S(
+        "reexec_stop_old",
+        bool,
+        True,
+        "After USR2, the new master sends TERM to the old one as soon as its workers are ready: "
+        "one signal upgrades. Off: both serve until you stop the old master yourself "
+        "(gunicorn's USR2, then TERM to the pid in PIDFILE.oldbin).",
     ),
     S(
         "user",

@@ -122,6 +122,7 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
     ready_pipe: bool = True,
+    pass_fds: Sequence[int] = (),
 ) -> Launched:
     """Start ``argv`` (a list, or a builder given the ready fd) in its own session.
 
@@ -138,7 +139,7 @@ def spawn(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                pass_fds=(ready_w,) if ready_w is not None else (),
+                pass_fds=(*pass_fds, *((ready_w,) if ready_w is not None else ())),
                 start_new_session=True,
                 env=full_env,
                 cwd=cwd,

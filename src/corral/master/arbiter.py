@@ -51,7 +51,8 @@ from corral.lifecycle import (
 from corral.logfiles import reopen_log_files
 from corral.master import exitcodes, policy, sysdeps
 from corral.master.guard import Guard
-from corral.master.listeners import Address, bind, bound_address, parse_address
+from corral.master.handoff import Handoff, Listener, open_listeners
+from corral.master.listeners import Address
 from corral.master.monitor import MemoryReport, Monitor, MonitorInput, MonitorSettings
 from corral.master.processes import Processes
 from corral.master.statsglue import StatsGlue, start_stats_server
@@ -73,6 +74,7 @@ HANDLED_SIGNALS = (
     signal.SIGTTIN,
     signal.SIGTTOU,
     signal.SIGUSR1,
+    signal.SIGUSR2,
 )
 ABORT_GRACE_S = 2.0  # after SIGABRT a stuck worker gets this long to dump its stack
 
@@ -106,15 +108,15 @@ class Arbiter:
         self.stats: StatsGlue | None = None
         self.monitor: Monitor | None = None  # memory sampling + recycling decisions
         self.guards: dict[str, Guard] = {}
+        self.handoff = Handoff(cfg.pidfile, cfg.reexec_stop_old, cfg.ready_fd, os.environ)
+        self.opened: list[Listener] = []  # (bind text, socket, address), for a USR2 re-exec
 
     # ---- start -----------------------------------------------------------------------------
     def setup(self) -> None:
         """Bind listeners and build shared state; raises OSError/ValueError for the CLI."""
-        for text in self.cfg.bind:
-            address = parse_address(text)
-            sock = bind(address, self.cfg.backlog)
-            self.listeners.append(sock)
-            self.addresses.append(bound_address(sock, address))
+        self.opened = open_listeners(self.cfg.bind, self.cfg.backlog, self.handoff.passed)
+        self.listeners = [sock for _, sock, _ in self.opened]
+        self.addresses = [address for _, _, address in self.opened]
         self.scoreboard = Scoreboard.create(max(16, 4 * self.target + 8))
         self.free_slots = list(range(self.scoreboard.nslots - 1, -1, -1))
         self._setup_signals()
@@ -126,7 +128,7 @@ class Arbiter:
         signal.set_wakeup_fd(self.sig_w, warn_on_full_buffer=False)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, _noop_handler)
-        self.sel.register(self.sig_r, selectors.EVENT_READ, self._on_signal_pipe)
+        self.sel.register(self.sig_r, selectors.EVENT_READ, lambda f, m: self._drain_signals())
 
     def _setup_stats(self) -> None:
         if not self.cfg.stats:
@@ -331,13 +333,17 @@ class Arbiter:
         return any(w.retiring for w in self.table.workers.values())
 
     def _on_exit(self, pid: int, status: int) -> None:
+        if self.handoff.on_exit(pid, status):
+            return
         for gen in self.gens.values():
             if gen.zygote_pid == pid:
                 self._on_zygote_exit(gen, status)
                 return
         wid = self.table.by_pid.get(pid)
-        if wid is None:
+        if wid is None:  # not reported yet, or an orphan we adopted (as PID 1, say): bounded
             self.table.early_exits[pid] = status
+            while len(self.table.early_exits) > 256:
+                self.table.early_exits.pop(next(iter(self.table.early_exits)))
             return
         self._on_worker_exit(self.table.workers[wid], status)
 
@@ -425,6 +431,7 @@ class Arbiter:
         if self.stats is not None:
             self._guard("stats", self.stats.tick, now)
         self._guard("escalation", self._escalate, now)
+        self._guard("watchdog", self.handoff.tick, now)
         if self.phase == "stopping" and now > self.stop_deadline:
             for worker in self.table.workers.values():
                 if worker.pid:
@@ -483,20 +490,14 @@ class Arbiter:
         gen = self.current
         if self.phase != "booting" or gen is None:
             return
-        if self._ready_count(gen) >= self.target:
-            self.phase = "running"
-            urls = " ".join(a.url() for a in self.addresses)
-            stats = f", stats on http://{self.stats.address}" if self.stats else ""
-            log.info(
-                "ready: %s (%d workers, generation %d%s)", urls, self.target, gen.number, stats
-            )
-            hooks.when_ready(self.cfg)
-            if self.cfg.ready_fd >= 0:
-                try:
-                    os.write(self.cfg.ready_fd, f"ready {urls}\n".encode())
-                    os.close(self.cfg.ready_fd)
-                except OSError:
-                    pass
+        if self._ready_count(gen) < self.target:
+            return
+        self.phase = "running"
+        urls = " ".join(a.url() for a in self.addresses)
+        stats = f", stats on http://{self.stats.address}" if self.stats else ""
+        log.info("ready: %s (%d workers, generation %d%s)", urls, self.target, gen.number, stats)
+        hooks.when_ready(self.cfg)
+        self.handoff.ready(urls, f"serving {self.target} workers on {urls}")
 
     def _ready_count(self, gen: Generation) -> int:
         return sum(1 for w in self.table.workers.values() if w.gen == gen.number and w.serving)
@@ -554,6 +555,7 @@ class Arbiter:
         if old is not None:
             self._retire_generation(old, ExitReason.RELOAD)
         log.info("reload complete: generation %d serving", nxt.number)
+        self.handoff.reloaded(f"generation {nxt.number} serving")
         self.event("reload", None, f"generation {nxt.number} serving")
         if self.reload_again:
             self.reload_again = False
@@ -566,6 +568,7 @@ class Arbiter:
             self.current.number if self.current else 0,
         )
         self.event("reload-failed", None, gen.failure)
+        self.handoff.reloaded(f"reload failed: {gen.failure or 'error'}")
         self._retire_generation(gen, ExitReason.RELOAD_FAILED)
         self.next_gen = None
 
@@ -604,9 +607,6 @@ class Arbiter:
                 worker.kill_at = 0.0
 
     # ---- signals -----------------------------------------------------------------------------
-    def _on_signal_pipe(self, fileobj: Any, mask: int) -> None:
-        self._drain_signals()
-
     def _drain_signals(self) -> None:
         if self.sig_r < 0:
             return
@@ -629,6 +629,7 @@ class Arbiter:
             signal.SIGTTIN: lambda: self._scale(+1),
             signal.SIGTTOU: lambda: self._scale(-1),
             signal.SIGUSR1: self._reopen_logs,
+            signal.SIGUSR2: lambda: self.handoff.upgrade(self.opened),
         }
         action = actions.get(signum)
         if action is not None:
@@ -640,6 +641,7 @@ class Arbiter:
         if self.next_gen is not None:
             self.reload_again = True
             return
+        self.handoff.reloading()
         self.next_gen = self._start_generation()
 
     def _scale(self, delta: int) -> None:
@@ -669,6 +671,7 @@ class Arbiter:
         if self.phase == "stopping" and not fast:
             return
         self.phase = "stopping"
+        self.handoff.stopping()
         self.exit_code = code or self.exit_code
         grace = ABORT_GRACE_S if fast else self.cfg.graceful_timeout_s
         self.stop_deadline = self.clock() + grace + 1.0
@@ -687,11 +690,7 @@ class Arbiter:
             self.stats.close()
         for sock in self.listeners:
             sock.close()
-        for address in self.addresses:
-            if address.family == socket.AF_UNIX:
-                sysdeps.unlink_quietly(address.path)
-        if self.cfg.pidfile:
-            sysdeps.unlink_quietly(self.cfg.pidfile)
+        self.handoff.cleanup(self.addresses)
         log.info("master exiting with code %d", self.exit_code)
 
 
