@@ -408,3 +408,23 @@ def test_an_extension_method_keeps_every_field_check() -> None:
     with pytest.raises(ProtocolError) as info:
         conn.next_event()
     assert info.value.status == 400
+
+
+def test_take_received_counts_every_byte_the_socket_delivered() -> None:
+    """Heads count too (a GET has no body), and so do bytes after an error."""
+    conn = Connection()
+    assert conn.take_received() == 0
+    conn.receive_data(GET[:5])
+    conn.receive_data(GET[5:] + post(b"abc"))
+    assert isinstance(events(conn)[0], Request)
+    assert conn.take_received() == len(GET) + len(post(b"abc"))
+    assert conn.take_received() == 0
+    assert respond(conn)
+    assert isinstance(events(conn)[0], Request)  # the POST
+    assert respond(conn)
+    conn.receive_data(b"\x16\x03garbage")
+    with pytest.raises(ProtocolError):
+        events(conn)
+    conn.receive_data(b"more")
+    conn.receive_data(b"")
+    assert conn.take_received() == len(b"\x16\x03garbage") + 4

@@ -152,6 +152,7 @@ class Connection:
     def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._buf = bytearray()
+        self._received = 0  # bytes passed to receive_data since take_received
         self._eof = False
         self._state = _HEAD
         self._error: ProtocolError | None = None
@@ -168,10 +169,18 @@ class Connection:
     def receive_data(self, data: bytes) -> None:
         """Add bytes read from the peer; ``b""`` means the peer sent EOF."""
         if data:
+            self._received += len(data)
             if self._state < _CLOSED:  # after an error or close, input is only drained
                 self._buf += data
         else:
             self._eof = True
+
+    def take_received(self) -> int:
+        """Bytes received (``receive_data``) since the last call: heads, bodies, framing and
+        anything pipelined or drained, i.e. what the socket delivered. The I/O layer adds it
+        to ``corral_bytes_received_total`` when a request finishes."""
+        received, self._received = self._received, 0
+        return received
 
     @property
     def buffered_bytes(self) -> int:
