@@ -47,6 +47,10 @@ MAX_CONNECTIONS = 32
 CLIENT_TIMEOUT_S = 10.0
 RECV_BYTES = 4096
 ACCEPT_BATCH = 16  # accepts per readiness event, so a flood cannot starve the master's loop
+# After an accept error (EMFILE, ENFILE, ENOBUFS) accepting pauses, 0.5 s doubling to 8 s while
+# the error lasts (the workers pause for their tick; the master's loop resumes us in expire()).
+ACCEPT_PAUSE_MIN_S = 0.5
+ACCEPT_PAUSE_MAX_S = 8.0
 
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico)$")
 _ASSET_TYPES = {
@@ -223,6 +227,9 @@ class StatsServer:
         self._assets = _Assets()
         self._selector: selectors.BaseSelector | None = None
         self._connections: dict[socket.socket, _Connection] = {}
+        self._paused = False  # accepting paused after an accept error (EMFILE...)
+        self._resume_at = 0.0
+        self._accept_pause_s = ACCEPT_PAUSE_MIN_S
 
     @property
     def address(self) -> tuple[str, int]:
@@ -241,15 +248,18 @@ class StatsServer:
         for conn in list(self._connections.values()):
             self._close(conn)
         if self._selector is not None:
-            self._selector.unregister(self.sock)
+            if not self._paused:
+                self._selector.unregister(self.sock)
             self._selector = None
         self.sock.close()
 
     def expire(self, now: float | None = None) -> None:
-        """Close clients older than CLIENT_TIMEOUT_S (also done on every accept)."""
+        """Close clients older than CLIENT_TIMEOUT_S (also done on every accept); resume
+        accepting after a pause that is over. The owner's loop calls it about once a second."""
         now = self._clock() if now is None else now
         for conn in [c for c in self._connections.values() if now - c.opened_at > CLIENT_TIMEOUT_S]:
             self._close(conn)
+        self._resume_accepting(now)
 
     def _on_accept(self, fileobj: object, mask: int) -> None:
         now = self._clock()
@@ -259,10 +269,30 @@ class StatsServer:
                 client, _addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, keep the master alive
-                log.warning("stats server: accept failed: %s", exc)
+            except ConnectionAbortedError:  # the client gave up in the queue: next one
+                continue
+            except OSError as exc:  # EMFILE and friends: pause, keep the master alive
+                self._pause_accepting(now, exc)
                 return
+            self._accept_pause_s = ACCEPT_PAUSE_MIN_S  # accepting works: forget the backoff
             self._admit(client, now)
+
+    def _pause_accepting(self, now: float, exc: OSError) -> None:
+        """The listener stays readable while accept() fails, so a level-triggered loop
+        would spin (8,462 warnings in 2 s were seen): unregister it until ``expire`` finds
+        the pause over, doubling the pause while the error persists. One log line a pause."""
+        pause = self._accept_pause_s
+        self._accept_pause_s = min(pause * 2, ACCEPT_PAUSE_MAX_S)
+        self._resume_at = now + pause
+        if self._selector is not None and not self._paused:
+            self._selector.unregister(self.sock)
+        self._paused = True
+        log.warning("stats server: accept failed (%s); pausing accepts for %.1f s", exc, pause)
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._paused and now >= self._resume_at and self._selector is not None:
+            self._paused = False
+            self._selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
 
     def _admit(self, client: socket.socket, now: float) -> None:
         if len(self._connections) >= MAX_CONNECTIONS:
