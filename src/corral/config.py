@@ -363,6 +363,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.", section="stats"),
     S(
+        "stats_allowed_hosts",
+        list,
+        [],
+        "Extra Host names the stats server answers (repeatable). It always answers its own "
+        "address, and localhost names on loopback; any other Host gets 421, so a "
+        "DNS-rebinding page cannot read it.",
+        section="stats",
+        metavar="NAME",
+    ),
+    S(
         "log_level",
         str,
         "info",

@@ -34,7 +34,12 @@ class StatsGlue:
     def __init__(self, arbiter: Arbiter, sock: socket.socket) -> None:
         self.arbiter = arbiter
         self.fleet = Fleet(arbiter.scoreboard, now=time.monotonic())
-        self.server = StatsServer(sock, self.snapshot, healthy=lambda: arbiter.phase != "stopping")
+        self.server = StatsServer(
+            sock,
+            self.snapshot,
+            healthy=lambda: arbiter.phase != "stopping",
+            allowed_hosts=arbiter.cfg.stats_allowed_hosts,
+        )
         self.server.register(arbiter.sel)
         host, port = self.server.address
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
