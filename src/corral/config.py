@@ -340,7 +340,8 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Count, per request path, the pre-fork heap pages each request writes (userfaultfd "
         "write-protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page "
-        "written. Reports go to $TMPDIR/corral-writes-PID.json.",
+        "written. Reports go to $TMPDIR/corral-writes-PID.json while the worker runs (removed at "
+        "exit; the final figures are logged).",
         section="memory",
     ),
     S(
