@@ -427,7 +427,7 @@ class Connection:
         te: list[bytes] = []
         conn: list[bytes] = []
         expect: list[bytes] = []
-        singles: list[bytes] = []
+        singles: list[bytes] | None = None
         for name, value in fields.special:
             if name == b"host":
                 hosts.append(value)
@@ -439,9 +439,11 @@ class Connection:
                 conn.extend(checks.split_list(value))
             elif name == b"expect":
                 expect.append(value)
+            elif singles is None:  # most requests carry none: no list to build
+                singles = [name]
             else:
                 singles.append(name)
-        if len(singles) > 1:
+        if singles is not None and len(singles) > 1:
             _check_singletons(singles)
         host = _check_hosts(hosts, http11, rl.host is not None)
         chunked = _check_framing(te, length, http11)
