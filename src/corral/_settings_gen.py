@@ -128,7 +128,8 @@ class Settings:
     worker_memory_hard_limit_mib: float
     #: Count, per request path, the pre-fork heap pages each request writes (userfaultfd write-
     #: protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page written.
-    #: Reports go to $TMPDIR/corral-writes-PID.json.
+    #: Reports go to $TMPDIR/corral-writes-PID.json while the worker runs (removed at exit; the
+    #: final figures are logged).
     track_writes: bool
     #: Seconds between smaps_rollup samples of each worker.
     memory_sample_s: float
@@ -137,6 +138,10 @@ class Settings:
     stats: str
     #: Allow a non-loopback stats address.
     stats_allow_remote: bool
+    #: Extra Host names the stats server answers (repeatable). It always answers its own
+    #: address, and localhost names on loopback; any other Host gets 421, so a DNS-rebinding
+    #: page cannot read it.
+    stats_allowed_hosts: list[str]
     #: Log level: debug, info, warning, error, critical.
     log_level: LogLevel
     #: Where corral's own log goes: a file (appended to) or - for stderr.

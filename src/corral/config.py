@@ -419,7 +419,8 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "Count, per request path, the pre-fork heap pages each request writes (userfaultfd "
         "write-protect + PAGEMAP_SCAN, Linux >= 6.7); a diagnostic costing ~5-10 us per page "
-        "written. Reports go to $TMPDIR/corral-writes-PID.json.",
+        "written. Reports go to $TMPDIR/corral-writes-PID.json while the worker runs (removed at "
+        "exit; the final figures are logged).",
         section="memory",
     ),
     S(
@@ -441,6 +442,16 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="ADDR",
     ),
     S("stats_allow_remote", bool, False, "Allow a non-loopback stats address.", section="stats"),
+    S(
+        "stats_allowed_hosts",
+        list,
+        [],
+        "Extra Host names the stats server answers (repeatable). It always answers its own "
+        "address, and localhost names on loopback; any other Host gets 421, so a "
+        "DNS-rebinding page cannot read it.",
+        section="stats",
+        metavar="NAME",
+    ),
     S(
         "log_level",
         LogLevel,

@@ -112,7 +112,7 @@ def test_malformed_and_oversized_requests(loop: LoopThread) -> None:
 
 def test_a_request_split_across_packets(loop: LoopThread) -> None:
     with socket.create_connection(loop.address, timeout=TIMEOUT_S) as s:
-        for part in (b"GET /hea", b"lthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+        for part in (b"GET /hea", b"lthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"\r\n"):
             s.sendall(part)
         s.shutdown(socket.SHUT_WR)
         data = s.makefile("rb").read()
@@ -184,3 +184,68 @@ def test_top_live_mode_refreshes_and_stops_after_count(
     assert top_main([f"{host}:{port}", "--interval", "0.1", "--count", "3"]) == 0
     out = capsys.readouterr().out
     assert "corral top" in out and "ready" in out
+
+
+def raw_status(lt: LoopThread, head: bytes) -> int:
+    with socket.create_connection(lt.address, timeout=TIMEOUT_S) as sock:
+        sock.sendall(head)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (b"127.0.0.1", 200),
+        (b"127.0.0.1:9100", 200),  # a forwarded port: the name is what counts
+        (b"localhost:1234", 200),
+        (b"LOCALHOST", 200),
+        (b"evil.example", 421),  # DNS rebinding: the page's own name
+        (b"evil.example:9100", 421),
+        (b"127.0.0.2", 421),  # not the address the client reached
+        (b"", 421),
+        (b"metrics.internal", 200),  # listed in allowed_hosts
+    ],
+)
+def test_only_its_own_names_are_answered(host: bytes, status: int) -> None:
+    """issue 16: a DNS-rebinding page could read /stats; Host must name the server."""
+    demo = DemoFleet(1, now=time.monotonic(), seed=3)
+    lt = LoopThread(lambda: demo.snapshot(time.monotonic()), allowed_hosts=["Metrics.Internal"])
+    lt.start()
+    try:
+        head = b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+        assert raw_status(lt, head) == status
+    finally:
+        lt.stop()
+        demo.scoreboard.close()
+
+
+def test_host_rules_by_version(loop: LoopThread) -> None:
+    assert raw_status(loop, b"GET /healthz HTTP/1.1\r\n\r\n") == 400  # RFC 9112 §3.2
+    assert raw_status(loop, b"GET /healthz HTTP/1.0\r\n\r\n") == 200
+    two = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nhost: evil.example\r\n\r\n"
+    assert raw_status(loop, two) == 400
+
+
+def test_ipv6_loopback_names(health: Health) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    demo = DemoFleet(1, now=time.monotonic(), seed=3)
+    try:
+        lt = LoopThread(lambda: demo.snapshot(time.monotonic()), host="::1").start()
+    except OSError as exc:
+        demo.scoreboard.close()
+        pytest.skip(f"no ::1: {exc}")
+    try:
+        for host, status in [(b"[::1]:80", 200), (b"[0:0::1]", 200), (b"localhost", 200)]:
+            head = b"GET /healthz HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+            assert raw_status(lt, head) == status, host
+        assert raw_status(lt, b"GET / HTTP/1.1\r\nHost: [::2]\r\n\r\n") == 421
+    finally:
+        lt.stop()
+        demo.scoreboard.close()

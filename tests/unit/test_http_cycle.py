@@ -383,3 +383,48 @@ def test_input_after_error_is_not_buffered() -> None:
         conn.next_event()
     conn.receive_data(b"x" * 100_000)  # the I/O layer keeps reading during a lingering close
     assert conn.buffered_bytes == 0
+
+
+@pytest.mark.parametrize("method", [b"BREW", b"X-CUSTOM", b"MKCOLA", b"DESCRIBE", b"PRI", b"get"])
+def test_extension_methods_reach_the_app_on_a_reused_parser(method: bytes) -> None:
+    """RFC 9110 §9.1: any token is a method (llhttp knows a fixed list); the connection's kept
+    parser sees a known method first, then the extension one, then a known one again."""
+    conn = Connection()
+    conn.receive_data(
+        GET + method + b" /x?q HTTP/1.1\r\n" + HOST + b"Content-Length: 2\r\n\r\nhi" + GET
+    )
+    seen: list[bytes] = []
+    for _ in range(3):
+        evs = events(conn)
+        assert isinstance(evs[0], Request)
+        seen.append(evs[0].method)
+        assert respond(conn)
+    assert seen == [b"GET", method, b"GET"]
+
+
+def test_an_extension_method_keeps_every_field_check() -> None:
+    conn = Connection()
+    conn.receive_data(b"BREW / HTTP/1.1\r\n" + HOST + b"X : y\r\n\r\n")
+    with pytest.raises(ProtocolError) as info:
+        conn.next_event()
+    assert info.value.status == 400
+
+
+def test_take_received_counts_every_byte_the_socket_delivered() -> None:
+    """Heads count too (a GET has no body), and so do bytes after an error."""
+    conn = Connection()
+    assert conn.take_received() == 0
+    conn.receive_data(GET[:5])
+    conn.receive_data(GET[5:] + post(b"abc"))
+    assert isinstance(events(conn)[0], Request)
+    assert conn.take_received() == len(GET) + len(post(b"abc"))
+    assert conn.take_received() == 0
+    assert respond(conn)
+    assert isinstance(events(conn)[0], Request)  # the POST
+    assert respond(conn)
+    conn.receive_data(b"\x16\x03garbage")
+    with pytest.raises(ProtocolError):
+        events(conn)
+    conn.receive_data(b"more")
+    conn.receive_data(b"")
+    assert conn.take_received() == len(b"\x16\x03garbage") + 4

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import mmap
 import os
+import resource
 import select
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -16,8 +18,10 @@ from corral.memory.proc import (
     PAGE_SIZE,
     AddressRange,
     CowCounts,
+    MemoryProbeError,
     ProcessGone,
     ProcFormatError,
+    SampleUnavailable,
     anonymous_ranges,
     count_pagemap_entries,
     pagemap_cow,
@@ -246,3 +250,80 @@ def test_anonymous_ranges_live() -> None:
     address = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
     ranges = anonymous_ranges(os.getpid())
     assert any(r.start <= address < r.end for r in ranges)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _fill_fds() -> list[int]:
+    """Open descriptors until EMFILE (the caller lowered RLIMIT_NOFILE)."""
+    fds: list[int] = []
+    try:
+        while len(fds) < 100_000:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    return fds
+
+
+def _in_child_with_few_fds(body: Callable[[], str]) -> str:
+    """Run ``body`` in a forked child whose RLIMIT_NOFILE is lowered; its result, or the
+    exception it raised, as text (the test process keeps its own limits)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(r)
+        try:
+            _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+            out = body()
+        except BaseException as exc:  # report it, never return into pytest
+            out = f"child raised {exc!r}"
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_emfile_is_no_sample_this_time_logged_once() -> None:
+    """issue 16: EMFILE opening smaps_rollup crashed the master (only FileNotFoundError and
+    ProcessLookupError were caught). It is a MemoryProbeError now, logged once per outage."""
+
+    def body() -> str:
+        handler = _Records()
+        records = handler.records
+        logging.getLogger("corral.memory").addHandler(handler)
+        fds = _fill_fds()
+        results = []
+        for read in (read_smaps_rollup, read_statm_rss, read_smaps_rollup):
+            try:
+                read(os.getpid())
+                results.append("read")
+            except SampleUnavailable:
+                results.append("unavailable")
+        for fd in fds:
+            os.close(fd)
+        results.append(type(read_smaps_rollup(os.getpid())).__name__)
+        fds = _fill_fds()
+        try:
+            read_smaps_rollup(os.getpid())
+        except MemoryProbeError:
+            results.append("unavailable again")
+        for fd in fds:
+            os.close(fd)
+        return f"{results} {len(records)}"
+
+    out = _in_child_with_few_fds(body)
+    assert (
+        out
+        == "['unavailable', 'unavailable', 'unavailable', 'MemorySample', 'unavailable again'] 2"
+    )

@@ -196,3 +196,10 @@ def test_unix_socket_style_base() -> None:
     assert env["REMOTE_ADDR"] == "unix"
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is False
+
+
+def test_server_software_names_corral_and_its_version() -> None:
+    import corral
+
+    env = build_environ(make_request(), base(), InputStream())
+    assert env["SERVER_SOFTWARE"] == f"corral/{corral.__version__}"  # RFC 3875 §4.1.17

@@ -99,3 +99,30 @@ def test_empty_body() -> None:
 def test_chunks_source() -> None:
     inp = InputStream(ChunksSource([b"ab", b"c"]))
     assert inp.read() == b"abc"
+
+
+def test_read_sized_keeps_the_excess_of_a_piece() -> None:
+    inp = stream(b"abcdef", b"ghij", b"kl")
+    assert inp.read(3) == b"abc"  # from one piece, excess kept
+    assert inp.read(5) == b"defgh"  # buffered bytes, then part of the next piece
+    assert inp.readline() == b"ijkl"
+    assert inp.read(1) == b""
+    assert inp.bytes_read == 12
+
+
+def test_read_returns_a_whole_piece_as_it_is() -> None:
+    piece = b"x" * 65536
+    inp = stream(piece, b"y")
+    assert inp.read(65536) is piece  # the streaming case copies nothing
+    assert inp.read(0) == b""
+    assert inp.read() == b"y"
+
+
+def test_one_large_read_then_lines() -> None:
+    pieces = [bytes([65 + i % 26]) * 1000 + b"\n" for i in range(300)]
+    body = b"".join(pieces)
+    inp = stream(*pieces)
+    assert inp.read(150_000) == body[:150_000]
+    rest = list(inp)
+    assert b"".join(rest) == body[150_000:]
+    assert all(line.endswith(b"\n") for line in rest)

@@ -19,9 +19,10 @@ from corral.http.events import ProtocolError
 
 # RFC 9110 §5.6.2 token.
 TOKEN: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# RFC 9112 §3: method SP request-target SP HTTP-version. Versions are matched loosely here so
-# that a well-formed but unsupported version gets 505 rather than 400 (RFC 9110 §15.6.6).
-_REQUEST_LINE: Final = re.compile(rb"(" + TOKEN + rb") ([^ ]+) HTTP/([0-9]+\.[0-9]+)")
+# RFC 9112 §3: method SP request-target SP HTTP-version, and §2.3: HTTP-version is
+# "HTTP/" DIGIT "." DIGIT. Anything else is a malformed request (400); a well-formed version
+# other than 1.0/1.1 (0.9, 2.0, 3.1) gets 505 (RFC 9110 §15.6.6).
+_REQUEST_LINE: Final = re.compile(rb"(" + TOKEN + rb") ([^ ]+) HTTP/([0-9]\.[0-9])")
 _SUPPORTED_VERSIONS: Final = {b"1.1": "1.1", b"1.0": "1.0"}
 # Target characters: VCHAR except "#" (a fragment is never sent, RFC 9112 §3.2) and a
 # well-formed percent-encoding (RFC 3986 §2.1). Non-ASCII bytes are refused: clients must
@@ -126,7 +127,7 @@ def _valid_host(value: bytes) -> bool:
 
 
 def check_host(value: bytes) -> bytes:
-    """RFC 9110 §7.2 Host = uri-host [":" port]; empty is allowed (RFC 9112 §3.2)."""
+    """RFC 9110 §7.2 Host = uri-host [":" port]; the caller refuses an empty one."""
     if value in _VALID_HOSTS:  # a server sees few distinct Host values: skip the regex
         return value
     if not _valid_host(value):

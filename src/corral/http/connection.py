@@ -35,11 +35,15 @@ checks llhttp does not make live in ``checks.py``.
 Response side: ``send_response``/``send_data``/``send_eom`` return the bytes to write; the
 framing is decided once by ``writer.build_head``.
 
-Documented choices: duplicate Content-Length (even identical) -> 400; ``Transfer-Encoding``
-whose final coding is not chunked (e.g. ``gzip`` alone) -> 400 (RFC 9112 §6.3 MUST), chunked
-after another coding -> 501; ``Upgrade`` is ignored (RFC 9110 §7.8 lets a server do so) and
-CONNECT gets 501; non-ASCII bytes or a malformed %-escape in the target -> 400; an empty Host
-is valid (RFC 9112 §3.2); up to 8 empty lines before a request line are skipped (RFC 9112
+Documented choices (docs/http.md): any token is a method and reaches the app (RFC 9110
+§9.1; llhttp's fixed list is worked around in ``_validate_head``); duplicate Content-Length
+(even identical) -> 400; a repeated ``SINGLETON_FIELDS`` field -> 400, other repeated fields
+are joined; ``Transfer-Encoding`` whose final coding is not chunked (e.g. ``gzip`` alone) ->
+400 (RFC 9112 §6.3 MUST), chunked after another coding -> 501; ``Upgrade`` is ignored (RFC
+9110 §7.8 lets a server do so) and CONNECT gets 501; non-ASCII bytes or a malformed %-escape
+in the target -> 400; an empty Host -> 400 unless the target is in absolute-form (RFC 9110
+§4.2.1); an HTTP-version other than ``HTTP/DIGIT.DIGIT`` -> 400, a well-formed one other than
+1.0/1.1 -> 505; up to 8 empty lines before a request line are skipped (RFC 9112
 §2.2), more -> 400; trailer fields are discarded; ``error_response`` after the response
 started returns b"" (all that is left is to close); ``send_response`` refuses 1xx statuses
 (interim responses are only ``send_continue``'s business).
@@ -67,8 +71,34 @@ from corral.http.events import (
 from corral.http.limits import Limits
 
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _DONE, _DISCARD, _CLOSED, _ERROR = range(7)
-_SPECIAL: Final = frozenset(
-    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"}
+# Fields whose value is one item, not a #list (RFC 9110 §5.3: a sender MUST NOT repeat them),
+# and for which a recipient that picks the first, the last or the joined value decides what
+# the request means: credentials, the identity of the target or origin, how to read the body,
+# conditions and ranges. Two of them in one request are refused (400) instead of joined, so
+# that no component behind corral (the app, a library, a cache) can read a different request
+# than another. Host and Content-Length are refused by their own rules (RFC 9112 §3.2, §6.3).
+# Every other repeated field is joined with ", " (Cookie with "; ") as RFC 9110 §5.3 allows:
+# list fields (Accept*, Cache-Control, Forwarded, X-Forwarded-For, If-Match, Via, ...) mean
+# the same joined, and the informational singletons (User-Agent, From, Date) decide nothing.
+# docs/http.md carries the same table with the reasons.
+SINGLETON_FIELDS: Final = frozenset(
+    {
+        b"authorization",  # RFC 9110 §11.6.2 credentials
+        b"proxy-authorization",  # RFC 9110 §11.7.2
+        b"content-type",  # RFC 9110 §8.3 media-type: how the body is parsed
+        b"content-range",  # RFC 9110 §14.4: which part of a resource a PUT replaces
+        b"origin",  # RFC 6454 §7.3 "MUST NOT include more than one": CSRF/CORS checks
+        b"referer",  # RFC 9110 §10.1.3 one URI: CSRF checks read it
+        b"range",  # RFC 9110 §14.2 ranges-specifier (one unit, its list inside one value)
+        b"if-range",  # RFC 9110 §13.1.5 one entity-tag or date
+        b"if-modified-since",  # RFC 9110 §13.1.3 HTTP-date
+        b"if-unmodified-since",  # RFC 9110 §13.1.4 HTTP-date
+        b"max-forwards",  # RFC 9110 §7.6.2 one integer (TRACE/OPTIONS hop count)
+    }
+)
+_SPECIAL: Final = (
+    frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
+    | SINGLETON_FIELDS
 )
 _MAX_EMPTY_LINES: Final = 8
 _DEFAULT_LIMITS: Final = Limits()
@@ -122,6 +152,7 @@ class Connection:
     def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._buf = bytearray()
+        self._received = 0  # bytes passed to receive_data since take_received
         self._eof = False
         self._state = _HEAD
         self._error: ProtocolError | None = None
@@ -138,10 +169,18 @@ class Connection:
     def receive_data(self, data: bytes) -> None:
         """Add bytes read from the peer; ``b""`` means the peer sent EOF."""
         if data:
+            self._received += len(data)
             if self._state < _CLOSED:  # after an error or close, input is only drained
                 self._buf += data
         else:
             self._eof = True
+
+    def take_received(self) -> int:
+        """Bytes received (``receive_data``) since the last call: heads, bodies, framing and
+        anything pipelined or drained, i.e. what the socket delivered. The I/O layer adds it
+        to ``corral_bytes_received_total`` when a request finishes."""
+        received, self._received = self._received, 0
+        return received
 
     @property
     def buffered_bytes(self) -> int:
@@ -334,7 +373,7 @@ class Connection:
     def _parse_head(self, head: bytes) -> Request:
         first = head.find(b"\r\n")
         rl = checks.parse_request_line(head[:first])
-        self._validate_head(head)
+        self._validate_head(head, rl.method)
         request = self._build_request(rl, _Fields(head[first + 2 : -4]))
         if request.chunked or request.content_length or not request.keep_alive:
             self._parser = None  # llhttp now waits for a body (or is closed): not reusable
@@ -342,13 +381,19 @@ class Connection:
         self._start_body(request)
         return request
 
-    def _validate_head(self, head: bytes) -> None:
+    def _validate_head(self, head: bytes, method: bytes) -> None:
         """llhttp's verdict on ``head``, always the one a fresh parser would give.
 
         A parser that last saw a complete bodiless keep-alive head is back at the start of a
         message, so it is kept and fed the next head (saves building one per request). If it
         objects to anything, a fresh parser decides instead, so the error raised (and whether
         there is one) never depends on what the connection saw before.
+
+        llhttp knows a fixed list of methods and refuses the rest, but RFC 9110 §9.1 makes
+        methods extensible: any token (``parse_request_line`` checked that) is the app's to
+        answer, 501 included. So when llhttp refuses a head whose method it may not know, the
+        same head with the method replaced by ``GET`` decides: llhttp's checks of everything
+        but the method (target, version, every field line) still make the verdict.
         """
         parser = self._parser
         if parser is not None:
@@ -357,16 +402,23 @@ class Connection:
                 return
             except (httptools.HttpParserError, httptools.HttpParserUpgrade):
                 pass  # let a fresh parser give the verdict
+        try:
+            self._fresh_parse(head)
+        except httptools.HttpParserError as exc:
+            if method == b"GET":
+                raise ProtocolError(400, f"malformed request head: {exc}") from exc
+            try:
+                self._fresh_parse(b"GET" + head[len(method) :])
+            except httptools.HttpParserError as exc2:
+                raise ProtocolError(400, f"malformed request head: {exc2}") from exc2
+
+    def _fresh_parse(self, head: bytes) -> None:
         parser = self._parser = httptools.HttpRequestParser(_QUIET)
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
             self._parser = None  # paused by llhttp: not reusable
             # Upgrade is ignored (RFC 9110 §7.8); the head itself parsed fine
-        except httptools.HttpParserInvalidMethodError as exc:
-            raise ProtocolError(501, "method not implemented") from exc
-        except httptools.HttpParserError as exc:
-            raise ProtocolError(400, f"malformed request head: {exc}") from exc
 
     def _build_request(self, rl: checks.RequestLine, fields: _Fields) -> Request:
         http11 = rl.version == "1.1"
@@ -375,6 +427,7 @@ class Connection:
         te: list[bytes] = []
         conn: list[bytes] = []
         expect: list[bytes] = []
+        singles: list[bytes] | None = None
         for name, value in fields.special:
             if name == b"host":
                 hosts.append(value)
@@ -384,9 +437,15 @@ class Connection:
                 te.append(value)
             elif name == b"connection":
                 conn.extend(checks.split_list(value))
-            else:
+            elif name == b"expect":
                 expect.append(value)
-        host = _check_hosts(hosts, http11)
+            elif singles is None:  # most requests carry none: no list to build
+                singles = [name]
+            else:
+                singles.append(name)
+        if singles is not None and len(singles) > 1:
+            _check_singletons(singles)
+        host = _check_hosts(hosts, http11, rl.host is not None)
         chunked = _check_framing(te, length, http11)
         keep_alive = b"close" not in conn and (http11 or b"keep-alive" in conn)
         expect_continue = http11 and _check_expect(expect)
@@ -558,11 +617,27 @@ class Connection:
         )
 
 
-def _check_hosts(hosts: list[bytes], http11: bool) -> bytes:
-    """RFC 9112 §3.2: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 at most one."""
+def _check_hosts(hosts: list[bytes], http11: bool, absolute_form: bool) -> bytes:
+    """RFC 9112 §3.2: HTTP/1.1 needs exactly one valid Host; HTTP/1.0 at most one.
+
+    An empty Host makes the target an ``http`` URI with an empty host, which a recipient
+    MUST reject (RFC 9110 §4.2.1); only absolute-form, whose authority replaces Host
+    (RFC 9112 §3.2.2), leaves an empty one without effect.
+    """
     if len(hosts) > 1 or (http11 and not hosts):
         raise ProtocolError(400, "missing or duplicate Host header")
-    return checks.check_host(hosts[0]) if hosts else b""
+    if not hosts:
+        return b""
+    if not hosts[0] and not absolute_form:
+        raise ProtocolError(400, "empty Host header")
+    return checks.check_host(hosts[0])
+
+
+def _check_singletons(names: list[bytes]) -> None:
+    """Refuse a repeated ``SINGLETON_FIELDS`` field (see there why)."""
+    if len(set(names)) != len(names):
+        dup = next(name for name in names if names.count(name) > 1)
+        raise ProtocolError(400, f"duplicate {dup.decode('ascii')} header")
 
 
 def _check_framing(te: list[bytes], length: int | None, http11: bool) -> bool:

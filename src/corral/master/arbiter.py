@@ -137,6 +137,7 @@ class Arbiter:
             self.cfg.stats,
             self.scoreboard,
             allow_remote=self.cfg.stats_allow_remote,
+            allowed_hosts=self.cfg.stats_allowed_hosts,
             healthy=lambda: self.phase != "stopping",
             memory=self._memory_report,
         )

@@ -14,7 +14,7 @@ import os
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from corral.addresses import parse_address
 from corral.lifecycle import ExitReason, recycle_reason
@@ -33,11 +33,14 @@ class StatsGlue:
         *,
         healthy: Callable[[], bool],
         memory: Callable[[], MemoryReport | None],
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.scoreboard = scoreboard
         self.memory = memory
         self.fleet = Fleet(scoreboard, now=time.monotonic())
-        self.server = StatsServer(sock, self.snapshot, healthy=healthy)
+        self.server = StatsServer(
+            sock, self.snapshot, healthy=healthy, allowed_hosts=allowed_hosts
+        )
         host, port = self.server.address
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.next_snapshot = 0.0
@@ -101,9 +104,12 @@ def start_stats_server(
     allow_remote: bool,
     healthy: Callable[[], bool],
     memory: Callable[[], MemoryReport | None],
+    allowed_hosts: Sequence[str] = (),
 ) -> StatsGlue:
     address = parse_address(address_text)
     sock = bind_stats_socket(address.host, address.port, allow_remote=allow_remote)
-    glue = StatsGlue(scoreboard, sock, healthy=healthy, memory=memory)
+    glue = StatsGlue(
+        scoreboard, sock, healthy=healthy, memory=memory, allowed_hosts=allowed_hosts
+    )
     os.environ["CORRAL_STATS_URL"] = f"http://{glue.address}"
     return glue

@@ -15,11 +15,16 @@ copy. Three views of that, from cheap to exact:
   parent must stay idle for the figure to mean "copied by the worker".
 
 Parsers are pure functions of the file text so they are tested on sample text; the readers only
-open, read and translate ``FileNotFoundError``/``ProcessLookupError`` into ``ProcessGone``.
+open, read and translate ``FileNotFoundError``/``ProcessLookupError`` into ``ProcessGone`` and any
+other ``OSError`` (``EMFILE`` when the master is out of descriptors, ``ENOMEM``, ``EACCES``) into
+``SampleUnavailable``: no sample this time, the process may well be alive. Both are
+``MemoryProbeError``s, which the master's sampler skips; the first ``SampleUnavailable`` after a
+good read is logged once, so an outage costs one log line rather than one per sample.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +40,7 @@ __all__ = [
     "MemorySample",
     "ProcFormatError",
     "ProcessGone",
+    "SampleUnavailable",
     "anonymous_ranges",
     "count_pagemap_entries",
     "pagemap_cow",
@@ -44,6 +50,8 @@ __all__ = [
     "read_smaps_rollup",
     "read_statm_rss",
 ]
+
+log = logging.getLogger("corral.memory")
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PAGEMAP_ENTRY = 8  # bytes per page in /proc/PID/pagemap (Documentation/admin-guide/mm/pagemap.rst)
@@ -56,6 +64,10 @@ class MemoryProbeError(Exception):
 
 class ProcessGone(MemoryProbeError):
     """The process exited (or is a zombie) before or while its /proc files were read."""
+
+
+class SampleUnavailable(MemoryProbeError):
+    """A /proc file could not be read this time (e.g. EMFILE): no sample, try again later."""
 
 
 class ProcFormatError(MemoryProbeError):
@@ -266,6 +278,8 @@ def pagemap_cow(pid: int, ranges: Sequence[AddressRange] | None = None) -> CowCo
         fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise ProcessGone(f"process {pid} is gone") from exc
+    except OSError as exc:
+        raise _unavailable(pid, "pagemap", exc) from exc
     try:
         return _count_ranges(fd, ranges)
     finally:
@@ -288,14 +302,38 @@ def _pread_pagemap(fd: int, page: int, count: int) -> bytes:
         return os.pread(fd, count * _PAGEMAP_ENTRY, page * _PAGEMAP_ENTRY)
     except ProcessLookupError as exc:  # ESRCH: the process exited between open and read
         raise ProcessGone("process exited while its pagemap was read") from exc
+    except OSError as exc:
+        raise _unavailable(0, "pagemap", exc) from exc
 
 
 # --- common -------------------------------------------------------------------------------------
 
 
+_outage = False  # a SampleUnavailable was logged and no read has worked since
+
+
 def _read_proc_text(pid: int, name: str) -> str:
+    global _outage
     try:
         with open(f"/proc/{pid}/{name}", encoding="utf-8", errors="replace") as f:
-            return f.read()
+            text = f.read()
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise ProcessGone(f"process {pid} is gone") from exc
+    except OSError as exc:
+        raise _unavailable(pid, name, exc) from exc
+    _outage = False
+    return text
+
+
+def _unavailable(pid: int, name: str, exc: OSError) -> SampleUnavailable:
+    """The error to raise for an unreadable /proc file; logs the first of an outage."""
+    global _outage
+    if not _outage:
+        _outage = True
+        log.warning(
+            "cannot read /proc/%s/%s (%s): no memory sample until reads work again (logged once)",
+            pid or "PID",
+            name,
+            exc,
+        )
+    return SampleUnavailable(f"/proc/{pid}/{name}: {exc}")

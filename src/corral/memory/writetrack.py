@@ -51,6 +51,7 @@ worker runs exactly as without the mode.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -578,6 +579,7 @@ class PathCounts:
 
 DUMP_INTERVAL_S = 10.0
 REPORT_TOP = 50
+SUMMARY_TOP = 10  # paths in the final log line
 
 
 def report_path(pid: int) -> Path:
@@ -679,7 +681,21 @@ class RequestWrites:
             log.exception("could not write the per-request writes report")
 
     def close(self) -> None:
-        """Final report, then stop tracking."""
-        if self._dirty:
-            self.dump()
+        """Stop tracking: the final figures go to the log (one line) and the report file is
+        removed, so that stops and recycles leave no ``corral-writes-PID.json`` behind in the
+        temporary directory (one per worker that ever ran)."""
         self.tracker.close()
+        log.info("%s", self.summary())
+        with contextlib.suppress(OSError):
+            report_path(os.getpid()).unlink(missing_ok=True)
+
+    def summary(self, top: int = SUMMARY_TOP) -> str:
+        """One log line: totals and the paths that un-shared the most pages."""
+        rows = ", ".join(
+            f"{name} {stat.new_pages}" for name, stat in self.counts.top(top, "new_pages")
+        )
+        return (
+            f"per-request writes, final (pid {os.getpid()}): "
+            f"{self.counts.total_pages} pages written, {self.counts.total_new_pages} new; "
+            f"new pages by path: {rows or '-'}"
+        )

@@ -15,7 +15,7 @@ import random
 import selectors
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from corral.lifecycle import RecycleReason
 from corral.stats.fleet import Fleet, FleetSnapshot
@@ -130,10 +130,14 @@ class LoopThread:
         *,
         healthy: Callable[[], bool] | None = None,
         host: str = "127.0.0.1",
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.selector = selectors.DefaultSelector()
         self.server = StatsServer(
-            bind_stats_socket(host, 0), provider, healthy=healthy or (lambda: True)
+            bind_stats_socket(host, 0),
+            provider,
+            healthy=healthy or (lambda: True),
+            allowed_hosts=allowed_hosts,
         )
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False

@@ -17,11 +17,18 @@ less) is closed on the next accept or ``expire()`` call. Only GET and HEAD exist
 with ``Allow``, RFC 9110 section 15.5.6); bodies are never read.
 
 The stats address is loopback-only unless the operator opts in (``check_stats_address``): the
-page shows pids, request paths and memory figures.
+page shows pids, request paths and memory figures. Loopback is not enough against DNS
+rebinding (a page on ``evil.example`` whose name then resolves to 127.0.0.1 reads the answers
+as same-origin), so a request must name the server in ``Host``: the local address the client
+reached (an IP literal, which no rebinding can fake), ``localhost`` names when that address
+is loopback, or a name listed in ``allowed_hosts`` (the ``stats_allowed_hosts`` setting).
+Any other Host gets 421 Misdirected Request (RFC 9110 §15.5.20), a missing one 400 in HTTP/1.1
+(RFC 9112 §3.2; HTTP/1.0 clients may omit it, and browsers always send it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ipaddress
 import logging
@@ -29,7 +36,7 @@ import re
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib import resources
 
 from corral.stats.exposition import (
@@ -47,7 +54,12 @@ MAX_CONNECTIONS = 32
 CLIENT_TIMEOUT_S = 10.0
 RECV_BYTES = 4096
 ACCEPT_BATCH = 16  # accepts per readiness event, so a flood cannot starve the master's loop
+# After an accept error (EMFILE, ENFILE, ENOBUFS) accepting pauses, 0.5 s doubling to 8 s while
+# the error lasts (the workers pause for their tick; the master's loop resumes us in expire()).
+ACCEPT_PAUSE_MIN_S = 0.5
+ACCEPT_PAUSE_MAX_S = 8.0
 
+_LOCALHOST_NAMES = frozenset({"localhost", "localhost.", "localhost.localdomain"})
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(html|js|css|svg|png|ico)$")
 _ASSET_TYPES = {
     "html": "text/html; charset=utf-8",
@@ -62,6 +74,7 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -175,7 +188,7 @@ class _Connection:
         self._inbox += chunk
         end = self._inbox.find(b"\r\n\r\n")
         if end >= 0:
-            self._reply(self._server._answer(bytes(self._inbox[:end])))
+            self._reply(self._server._answer(bytes(self._inbox[:end]), self.sock))
         elif len(self._inbox) > MAX_REQUEST_BYTES:
             self._reply(_response(*_text(431, "request head too large")))
 
@@ -215,14 +228,19 @@ class StatsServer:
         *,
         healthy: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.sock = sock
+        self._allowed_hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts)
         self._provider = provider
         self._healthy = healthy
         self._clock = clock
         self._assets = _Assets()
         self._selector: selectors.BaseSelector | None = None
         self._connections: dict[socket.socket, _Connection] = {}
+        self._paused = False  # accepting paused after an accept error (EMFILE...)
+        self._resume_at = 0.0
+        self._accept_pause_s = ACCEPT_PAUSE_MIN_S
 
     @property
     def address(self) -> tuple[str, int]:
@@ -241,15 +259,18 @@ class StatsServer:
         for conn in list(self._connections.values()):
             self._close(conn)
         if self._selector is not None:
-            self._selector.unregister(self.sock)
+            if not self._paused:
+                self._selector.unregister(self.sock)
             self._selector = None
         self.sock.close()
 
     def expire(self, now: float | None = None) -> None:
-        """Close clients older than CLIENT_TIMEOUT_S (also done on every accept)."""
+        """Close clients older than CLIENT_TIMEOUT_S (also done on every accept); resume
+        accepting after a pause that is over. The owner's loop calls it about once a second."""
         now = self._clock() if now is None else now
         for conn in [c for c in self._connections.values() if now - c.opened_at > CLIENT_TIMEOUT_S]:
             self._close(conn)
+        self._resume_accepting(now)
 
     def _on_accept(self, fileobj: object, mask: int) -> None:
         now = self._clock()
@@ -259,10 +280,30 @@ class StatsServer:
                 client, _addr = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, keep the master alive
-                log.warning("stats server: accept failed: %s", exc)
+            except ConnectionAbortedError:  # the client gave up in the queue: next one
+                continue
+            except OSError as exc:  # EMFILE and friends: pause, keep the master alive
+                self._pause_accepting(now, exc)
                 return
+            self._accept_pause_s = ACCEPT_PAUSE_MIN_S  # accepting works: forget the backoff
             self._admit(client, now)
+
+    def _pause_accepting(self, now: float, exc: OSError) -> None:
+        """The listener stays readable while accept() fails, so a level-triggered loop
+        would spin (8,462 warnings in 2 s were seen): unregister it until ``expire`` finds
+        the pause over, doubling the pause while the error persists. One log line a pause."""
+        pause = self._accept_pause_s
+        self._accept_pause_s = min(pause * 2, ACCEPT_PAUSE_MAX_S)
+        self._resume_at = now + pause
+        if self._selector is not None and not self._paused:
+            self._selector.unregister(self.sock)
+        self._paused = True
+        log.warning("stats server: accept failed (%s); pausing accepts for %.1f s", exc, pause)
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._paused and now >= self._resume_at and self._selector is not None:
+            self._paused = False
+            self._selector.register(self.sock, selectors.EVENT_READ, self._on_accept)
 
     def _admit(self, client: socket.socket, now: float) -> None:
         if len(self._connections) >= MAX_CONNECTIONS:
@@ -284,17 +325,50 @@ class StatsServer:
             self._selector.unregister(conn.sock)
         conn.sock.close()
 
-    def _answer(self, head: bytes) -> bytes:
-        """The complete response bytes for one request head."""
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split(" ")
+    def _answer(self, head: bytes, client: socket.socket | None = None) -> bytes:
+        """The complete response bytes for one request head from ``client``."""
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             return _response(*_text(400, "bad request line"))
-        method, target, _version = parts
+        method, target, version = parts
+        refused = self._check_host(lines[1:], version == "HTTP/1.1", client)
+        if refused is not None:
+            return _response(*refused)
         if method not in ("GET", "HEAD"):
             return _response(*_text(405, "only GET and HEAD are allowed"))
         status, ctype, body = self._route(target.split("?", 1)[0])
         return _response(status, ctype, body, head=method == "HEAD")
+
+    def _check_host(
+        self, fields: list[str], http11: bool, client: socket.socket | None
+    ) -> Response | None:
+        """None when ``Host`` names this server (see the module docstring), else the answer."""
+        hosts = [v.strip(" \t") for n, _, v in (f.partition(":") for f in fields)
+                 if n.lower() == "host"]  # fmt: skip
+        if len(hosts) > 1 or (http11 and not hosts):
+            return _text(400, "missing or duplicate Host header")
+        if not hosts:
+            return None
+        name = _host_name(hosts[0])
+        with contextlib.suppress(ValueError):
+            name = str(ipaddress.ip_address(name))  # one spelling per address
+        if name in self._allowed_hosts or name in self._local_names(client):
+            return None
+        return _text(421, f"this server does not answer for Host {hosts[0]!r}")
+
+    def _local_names(self, client: socket.socket | None) -> set[str]:
+        try:
+            local = (client or self.sock).getsockname()[0]
+            ip = ipaddress.ip_address(str(local).split("%")[0])
+        except (OSError, ValueError):
+            return set()
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener reached over IPv4
+        names = {str(ip)}
+        if ip.is_loopback:
+            names |= _LOCALHOST_NAMES | {"127.0.0.1", "::1"}
+        return names
 
     def _route(self, path: str) -> Response:
         if path == "/healthz":
@@ -319,3 +393,12 @@ class StatsServer:
         except Exception:  # a stats bug must not take the master down
             log.exception("stats server: rendering %s failed", path)
             return _text(500, "stats unavailable")
+
+
+def _host_name(value: str) -> str:
+    """The host part of a Host value, lower-cased, without port or IPv6 brackets."""
+    value = value.lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    name, sep, port = value.rpartition(":")
+    return name if sep and (port.isdigit() or not port) else value

@@ -17,7 +17,11 @@ import sys
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from corral import __version__
 from corral.http.events import Request
+
+# RFC 3875 §4.1.17 product/version; some apps and libraries branch on it.
+SERVER_SOFTWARE = f"corral/{__version__}"
 
 # Header names whose CGI keys are not "HTTP_" + name (RFC 3875 §4.1.2, §4.1.3); PEP 3333 forbids
 # HTTP_CONTENT_TYPE / HTTP_CONTENT_LENGTH.
@@ -89,6 +93,7 @@ def connection_environ(
 ) -> dict[str, Any]:
     """The part of the environ that is the same for every request on one connection."""
     base: dict[str, Any] = {
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
         "REMOTE_ADDR": remote_addr,

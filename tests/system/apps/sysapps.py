@@ -59,3 +59,25 @@ def touch_app(environ: dict[str, Any], start_response: StartResponse) -> Iterabl
         for row in SHARED_TABLE:
             row["n"] += 1
     return _reply(start_response, b"ok\n")
+
+
+def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Read the body and answer "<bytes> <cpu seconds>": /one in one ``read(CONTENT_LENGTH)``
+    (Django's ``request.body``), /stream in 64 KiB reads, /lines by iterating lines."""
+    inp, path = environ["wsgi.input"], environ["PATH_INFO"]
+    t0 = time.process_time()
+    if path == "/one":
+        size = len(inp.read(int(environ["CONTENT_LENGTH"])))
+    elif path == "/lines":
+        size = sum(len(line) for line in inp)
+    else:
+        size = 0
+        while piece := inp.read(65536):
+            size += len(piece)
+    return _reply(start_response, b"%d %.6f" % (size, time.process_time() - t0))
+
+
+def method_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Echo the method and SERVER_SOFTWARE back: custom methods reach the app."""
+    body = f"{environ['REQUEST_METHOD']} {environ.get('SERVER_SOFTWARE', '')}".encode()
+    return _reply(start_response, body)
