@@ -681,9 +681,8 @@ class RequestWrites:
             log.exception("could not write the per-request writes report")
 
     def close(self) -> None:
-        """Stop tracking: the final figures go to the log (one line) and the report file is
-        removed, so that stops and recycles leave no ``corral-writes-PID.json`` behind in the
-        temporary directory (one per worker that ever ran)."""
+        """Stop tracking: final figures to the log, and no ``corral-writes-PID.json`` left in
+        the temporary directory (one per worker that ever ran)."""
         self.tracker.close()
         log.info("%s", self.summary())
         with contextlib.suppress(OSError):
