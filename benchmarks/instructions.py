@@ -53,7 +53,7 @@ def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
     the worker loop does, ``publish`` after each)."""
     from corral.stats.protocol import NullSlot, SlotWriter
     from corral.stats.scoreboard import Scoreboard, install_gc_callbacks
-    from corral.worker.loop import Worker
+    from corral.worker.loop import WorkerLoop
     from corral.worker.settings import WorkerSettings
 
     slot: SlotWriter = NullSlot()
@@ -61,7 +61,7 @@ def _harness(kind: str, slot_kind: str, batch: int) -> Callable[[int], None]:
         board_slot = Scoreboard.create(2).writer(0)
         install_gc_callbacks(board_slot)  # as in a corral worker
         slot = board_slot
-    worker = Worker(hello, [], WorkerSettings(accept_batch=1), slot)
+    worker = WorkerLoop(hello, [], WorkerSettings(accept_batch=1), slot)
     a, b = socket.socketpair()
     worker.server_addr[-1] = ("127.0.0.1", "8000")
     worker._add_conn(a, None, -1)

@@ -20,10 +20,11 @@ LINGER drain time.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
+from corral.worker.producer import Producer, SendFile
 from corral.wsgi import InputStream, StartResponse
 
 IDLE = 0  # between requests, nothing buffered
@@ -51,15 +52,14 @@ class Conn:
         "fd",
         "file",
         "input",
-        "iterator",
         "linger_left",
         "must_close",
         "out",
+        "producer",
         "proto",
         "remote",
         "request",
         "resp",
-        "result",
         "sock",
         "started",
         "state",
@@ -80,6 +80,7 @@ class Conn:
         self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
         self.linger_left = 0
         self.write: Callable[[bytes], None] = _unset_write
+        self.producer = Producer(self)  # the response of each request (sans-IO)
         self.reset()
 
     def reset(self) -> None:
@@ -88,10 +89,8 @@ class Conn:
         self.chunks: list[bytes] = []
         self.resp: StartResponse | None = None
         self.input: InputStream | None = None
-        self.result: Any = None  # the app's iterable, until closed
-        self.iterator: Iterator[bytes] | None = None
-        self.file: tuple[int, int, int] | None = None  # sendfile (fd, offset, remaining)
-        self.out: bytes | memoryview = b""
+        self.file: SendFile | None = None  # the rest of a sendfile step
+        self.out: bytes | memoryview | list[bytes | memoryview] = b""  # unsent output
         self.bytes_out = 0
         self.started = 0.0
         self.must_close = False

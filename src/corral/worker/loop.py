@@ -47,7 +47,6 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Iterable
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -58,7 +57,6 @@ from corral.http import (
     Connection,
     Data,
     EndOfMessage,
-    LocalProtocolError,
     ProtocolError,
     Request,
 )
@@ -67,17 +65,8 @@ from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
 from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, WRITING, Conn
-from corral.worker.respond import (
-    account_body,
-    body_length,
-    close_if_body_unsent,
-    close_result,
-    describe,
-    head_if_needed,
-    internal_error,
-    log_app_error,
-    prepare_sendfile,
-)
+from corral.worker.outbuf import send_buffers
+from corral.worker.producer import DONE, SendFile, Step, describe
 from corral.worker.settings import WorkerSettings
 from corral.worker.threaded import AppThreads
 from corral.wsgi import (
@@ -108,10 +97,10 @@ def serve(
     app: WSGIApp, listeners: list[socket.socket], settings: WorkerSettings, slot: SlotWriter
 ) -> int:
     """Serve ``app`` on ``listeners`` until told to stop; return the exit code (0 = normal)."""
-    return Worker(app, listeners, settings, slot).run()
+    return WorkerLoop(app, listeners, settings, slot).run()
 
 
-class Worker:
+class WorkerLoop:
     """The loop's state. Methods are small steps; ``run`` is the loop."""
 
     def __init__(
@@ -339,8 +328,7 @@ class Worker:
     def _on_conn_event(self, conn: Conn, ev: int) -> None:
         state = conn.state
         if state == WRITING:
-            if self._pump(conn):
-                self._advance(conn)
+            self._on_writable(conn)
             return
         if state == LINGER:
             self._linger_read(conn)
@@ -419,15 +407,7 @@ class Worker:
         if self.app_threads is not None:
             self._hand_to_thread(conn, environ)
             return False
-        try:
-            result = self.app(environ, resp)
-        except Exception:
-            log_app_error(conn, "error in WSGI app")
-            return self._app_failed(conn)
-        conn.result = result
-        if type(result) is list and resp.status is not None and not resp.headers_sent:
-            return self._respond_list(conn, result, resp)
-        return self._respond_iter(conn, result, resp)
+        return self._pump(conn, conn.producer.call(self.app, environ))
 
     def _hand_to_thread(self, conn: Conn, environ: dict[str, Any]) -> None:
         """threads > 1: a thread owns the connection until it is back on the done queue."""
@@ -447,153 +427,104 @@ class Worker:
         elif self._finish(conn):
             self._advance(conn)
 
-    def _respond_list(self, conn: Conn, result: list[bytes], resp: StartResponse) -> bool:
-        """Fast path: the whole body is known, so send head and body in one ``send``."""
-        proto = conn.proto
-        try:
-            headers = resp.headers
-            length = body_length(result)
-            if resp.content_length is None:
-                headers = [*headers, (b"Content-Length", str(length).encode())]
-            elif length > resp.content_length and conn.request.method != b"HEAD":  # type: ignore[union-attr]
-                # Caught before anything is sent, so the client gets a clean 500.
-                raise LocalProtocolError("body longer than the app's Content-Length")
-            close_if_body_unsent(conn)
-            parts = [proto.send_response(resp.status_code, headers, resp.reason)]
-            resp.headers_sent = True
-            parts.extend(map(proto.send_data, result))
-            parts.append(proto.send_eom())
-        except Exception:
-            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
-            return self._app_failed(conn)
-        conn.out = b"".join(parts)
-        return self._pump(conn)
-
-    def _respond_iter(self, conn: Conn, result: Iterable[bytes], resp: StartResponse) -> bool:
-        if isinstance(result, FileWrapper):
-            fd = result.fileno()
-            if fd is not None and prepare_sendfile(conn, fd, resp):
-                return self._pump(conn)
-        try:
-            conn.iterator = iter(result)
-        except Exception:
-            error_log.exception("WSGI app returned a non-iterable (%s)", describe(conn.request))
-            return self._app_failed(conn)
-        return self._pump(conn)
-
     def _app_write(self, conn: Conn, data: bytes) -> None:
         """PEP 3333 ``write()``: send the head if needed, then ``data``, before returning."""
-        resp = conn.resp
-        if resp is None or resp.status is None:
-            raise AssertionError("write() called before start_response()")
-        if type(data) is not bytes:
-            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        out = head_if_needed(conn) + conn.proto.send_data(data)
+        out = conn.producer.write(data)
         conn.bytes_out += send_blocking(conn.sock, out, self.settings.send_timeout_s)
-
-    def _app_failed(self, conn: Conn) -> bool:
-        """The app raised: answer 500 if nothing was sent yet, else cut the connection."""
-        self._close_result(conn)
-        conn.iterator, conn.file = None, None
-        resp = conn.resp
-        if resp is not None and resp.headers_sent:
-            self._close(conn)
-            return False
-        proto = conn.proto
-        conn.must_close = True
-        try:
-            if conn.body_error is not None and not proto.response_started:
-                conn.out = proto.error_response(conn.body_error)
-                if resp is not None:
-                    resp.status_code = conn.body_error.status  # for the stats and the log
-            else:
-                conn.out = internal_error(proto)
-                if resp is not None:
-                    resp.status_code = 500
-        except Exception:
-            error_log.exception("could not send the error response")
-            self._close(conn)
-            return False
-        return self._pump(conn)
 
     # ----------------------------------------------------------------- writing
 
-    def _pump(self, conn: Conn) -> bool:
-        """Send pending bytes and pull the app's next chunks until done or the socket blocks.
+    def _pump(self, conn: Conn, step: Step) -> bool:
+        """Send the producer's steps until the response is done or the socket blocks.
 
         True when the response is complete and the connection can take the next request.
         """
         sock = conn.sock
+        producer = conn.producer
         while True:
-            out = conn.out
-            if out:
-                try:
-                    sent = sock.send(out)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._close(conn)  # the client went away mid-response
+            kind = type(step)
+            if kind is bytes:
+                if step:
+                    try:
+                        sent = sock.send(step)  # type: ignore[arg-type]
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:
+                        self._close(conn)  # the client went away mid-response
+                        return False
+                    conn.bytes_out += sent
+                    if sent < len(step):  # type: ignore[arg-type]
+                        conn.out = memoryview(step)[sent:]  # type: ignore[arg-type]
+                        self._wait_writable(conn)
+                        return False
+            elif step is DONE:
+                return self._finish(conn)
+            elif kind is list:
+                if not self._send_list(conn, step):  # type: ignore[arg-type]
                     return False
-                conn.bytes_out += sent
-                if sent < len(out):
-                    conn.out = memoryview(out)[sent:]
-                    self._wait_writable(conn)
-                    return False
-                conn.out = b""
-            if conn.file is not None:
+            elif kind is SendFile:
+                conn.file = step  # type: ignore[assignment]
                 if not self._send_file(conn):
                     return False
-                continue
-            if conn.iterator is None:
-                return self._finish(conn)
-            if not self._next_chunk(conn):
+            else:  # ABORT
+                self._close(conn)
                 return False
+            if producer.ended:  # what next() would say is DONE: skip the call
+                return self._finish(conn)
+            step = producer.next()
 
-    def _next_chunk(self, conn: Conn) -> bool:
-        """Put the app's next chunk (or the end of the message) into ``conn.out``."""
-        assert conn.iterator is not None
-        try:
-            chunk = next(conn.iterator)
-            if type(chunk) is not bytes:  # checked before the head can go out: a clean 500
-                raise TypeError(f"WSGI body items must be bytes, not {type(chunk).__name__}")
-            if chunk:
-                conn.out = head_if_needed(conn, len(chunk)) + conn.proto.send_data(chunk)
-            return True
-        except StopIteration:
-            conn.iterator = None
-        except Exception:
-            log_app_error(conn, "error in WSGI app's response")
-            return self._app_failed(conn) and False
-        try:
-            conn.out = head_if_needed(conn) + conn.proto.send_eom()
-        except Exception:
-            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
-            return self._app_failed(conn) and False
-        return True
+    def _on_writable(self, conn: Conn) -> None:
+        """EPOLLOUT: send what a short send left, then carry on with the producer."""
+        out = conn.out
+        if out:
+            conn.out = b""
+            if type(out) is list:
+                if not self._send_list(conn, out):
+                    return
+            elif not self._send_list(conn, [out]):  # type: ignore[list-item]
+                return
+        if conn.file is not None and not self._send_file(conn):
+            return
+        if self._pump(conn, conn.producer.next()):
+            self._advance(conn)
 
-    def _send_file(self, conn: Conn) -> bool:
-        """One ``os.sendfile`` step; False when waiting for the socket or closed."""
-        assert conn.file is not None
-        fd, offset, remaining = conn.file
+    def _send_list(self, conn: Conn, bufs: list[bytes | memoryview]) -> bool:
+        """Send buffers as they are; False when waiting for the socket (tail kept) or closed."""
         try:
-            sent = os.sendfile(conn.fd, fd, offset, remaining)
-        except (BlockingIOError, InterruptedError):
-            self._wait_writable(conn)
-            return False
+            sent, rest = send_buffers(conn.sock, bufs)
         except OSError:
             self._close(conn)
             return False
-        if sent == 0:  # the file shrank under us: the promised length cannot be met
-            error_log.error("file ended early in sendfile (%s)", describe(conn.request))
-            self._close(conn)
-            return False
         conn.bytes_out += sent
-        account_body(conn.proto, sent)
-        if sent < remaining:
-            conn.file = (fd, offset + sent, remaining - sent)
-            return True
+        if rest:
+            conn.out = rest
+            self._wait_writable(conn)
+            return False
+        return True
+
+    def _send_file(self, conn: Conn) -> bool:
+        """``os.sendfile`` until the range is out; False when waiting for the socket or closed."""
+        file = conn.file
+        assert file is not None
+        fd, offset, remaining = file
+        while remaining:
+            try:
+                sent = os.sendfile(conn.fd, fd, offset, remaining)
+            except (BlockingIOError, InterruptedError):
+                conn.file = SendFile(fd, offset, remaining)
+                self._wait_writable(conn)
+                return False
+            except OSError:
+                self._close(conn)
+                return False
+            if sent == 0:  # the file shrank under us: the promised length cannot be met
+                error_log.error("file ended early in sendfile (%s)", describe(conn.request))
+                self._close(conn)
+                return False
+            conn.bytes_out += sent
+            offset += sent
+            remaining -= sent
         conn.file = None
-        conn.out = conn.proto.send_eom()
         return True
 
     def _wait_writable(self, conn: Conn) -> None:
@@ -606,7 +537,7 @@ class Worker:
 
     def _finish(self, conn: Conn) -> bool:
         """The response is out: record it, then reuse or close the connection."""
-        self._close_result(conn)
+        conn.producer.close()
         end = self.now = time.monotonic()
         request, resp = conn.request, conn.resp
         status = resp.status_code if resp is not None else 0
@@ -634,9 +565,6 @@ class Worker:
             conn.state, conn.deadline = IDLE, end + min(idle_s, self.settings.keepalive_timeout_s)
         return True
 
-    def _close_result(self, conn: Conn) -> None:
-        close_result(conn)
-
     # ----------------------------------------------------------------- errors and closing
 
     def _protocol_error(self, conn: Conn, exc: ProtocolError) -> None:
@@ -654,7 +582,7 @@ class Worker:
         self._linger(conn)
 
     def _linger(self, conn: Conn) -> None:
-        self._close_result(conn)
+        conn.producer.close()
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -691,14 +619,15 @@ class Worker:
         if conn.state == APP:  # stopping with a thread in the app: it still owns the socket
             self.slot.set_connections(len(self.conns))
             return
-        self._close_result(conn)
+        conn.producer.close()
         with contextlib.suppress(OSError):
             self.ep.unregister(conn.fd)
         conn.sock.close()
-        # Break conn -> write partial -> conn and conn -> StartResponse -> partial -> conn, so
-        # a closed connection is freed by refcount, not left to the cyclic GC.
+        # Break conn -> write partial -> conn, conn -> StartResponse -> partial -> conn and
+        # conn -> producer -> conn, so a closed connection is freed by refcount, not left to
+        # the cyclic GC.
         conn.reset()
-        del conn.write
+        del conn.write, conn.producer
         self.slot.set_connections(len(self.conns))
         if not self.accepting and not self.draining:
             self._start_accepting()
