@@ -139,6 +139,14 @@ SETTINGS: tuple[Setting, ...] = (
         validator=_positive,
     ),
     S(
+        "worker_connections",
+        int,
+        1000,
+        "Most open client connections per worker (gunicorn --worker-connections 1000); "
+        "past it the worker stops accepting and new connections wait in the listen backlog.",
+        validator=_positive,
+    ),
+    S(
         "post_fork",
         str,
         "",
@@ -229,6 +237,25 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "Seconds a client may stall while sending a body.",
         validator=_positive,
+        section="http",
+    ),
+    S(
+        "max_drain_body_bytes",
+        int,
+        1024 * 1024,
+        "Unread request body bytes a worker reads and discards after the response to keep "
+        "the connection alive (nginx discards unread bodies too); a larger rest gets "
+        "Connection: close and a lingering close.",
+        validator=_non_negative,
+        section="http",
+    ),
+    S(
+        "max_pending_response_mib",
+        int,
+        128,
+        "MiB of response bytes a worker may hold for clients that do not read them; past it "
+        "the worker stops accepting and starting new requests until they drain (0 = no limit).",
+        validator=_non_negative,
         section="http",
     ),
     S(

@@ -15,6 +15,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         header_section=cfg.limit_header_section,
         max_body_size=cfg.max_body_size,
         chunk_extension=cfg.limit_chunk_extension,
+        drain_unread_body=cfg.max_drain_body_bytes,
     )
     return WorkerSettings(
         limits=limits,
@@ -26,5 +27,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         root_path=cfg.root_path.rstrip("/"),
         threads=cfg.threads,
         track_writes=cfg.track_writes,
+        max_connections=cfg.worker_connections,
+        max_pending_bytes=cfg.max_pending_response_mib * 1024 * 1024,
         accept_batch=1,  # one per wake-up spreads new connections across workers
     )

@@ -9,6 +9,8 @@ Lifecycle (``state``), all driven by the loop in ``corral.worker.loop``::
       |                                 app runs, wsgi.input streams   response sent at once
       +---------- response complete, start_next_cycle() ------------- or WRITING (EPOLLOUT)
     any reading state --ProtocolError/timeout--> LINGER (error sent, SHUT_WR, drain) --> closed
+    response with Connection: close over an unread body -------> LINGER (as above)
+    request complete while the worker holds too many unsent bytes --> PARKED --> (app runs)
     with threads > 1, "app runs" is the APP state: the socket is out of epoll, a thread owns it
 
 Each state has one deadline (``deadline``, a ``time.monotonic()`` value) that the loop's
@@ -33,6 +35,7 @@ BODY = 2  # head received, reading a small body in the loop
 WRITING = 3  # response in progress, waiting for the socket to drain (EPOLLOUT)
 LINGER = 4  # error answered; write side shut; discarding what the peer still sends
 APP = 5  # owned by an app thread (threads > 1); the loop does not touch it until handed back
+PARKED = 6  # request complete, app call deferred: the worker holds too many unsent bytes
 
 
 def _unset_write(data: bytes) -> None:
@@ -51,7 +54,9 @@ class Conn:
         "deadline",
         "fd",
         "file",
+        "held",
         "input",
+        "linger_end",
         "linger_left",
         "must_close",
         "out",
@@ -61,6 +66,7 @@ class Conn:
         "request",
         "resp",
         "sock",
+        "source",
         "started",
         "state",
         "write",
@@ -79,6 +85,7 @@ class Conn:
         self.deadline = 0.0
         self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
         self.linger_left = 0
+        self.linger_end = 0.0  # the whole lingering close ends by then
         self.write: Callable[[bytes], None] = _unset_write
         self.producer = Producer(self)  # the response of each request (sans-IO)
         self.reset()
@@ -91,6 +98,8 @@ class Conn:
         self.input: InputStream | None = None
         self.file: SendFile | None = None  # the rest of a sendfile step
         self.out: bytes | memoryview | list[bytes | memoryview] = b""  # unsent output
+        self.held: list[bytes | memoryview] = []  # buffers counted in the worker's pending bytes
+        self.source: Any = None  # PARKED: the body source the app will get
         self.bytes_out = 0
         self.started = 0.0
         self.must_close = False

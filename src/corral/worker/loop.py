@@ -48,7 +48,6 @@ import signal
 import socket
 import time
 from functools import partial
-from types import FrameType
 from typing import Any
 
 from corral.http import (
@@ -64,10 +63,11 @@ from corral.memory import attribution, writetrack  # imported in the zygote: sha
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
-from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, WRITING, Conn
-from corral.worker.outbuf import send_buffers
+from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, PARKED, WRITING, Conn
+from corral.worker.outbuf import Pending, send_buffers
 from corral.worker.producer import DONE, SendFile, Step, describe
 from corral.worker.settings import WorkerSettings
+from corral.worker.signals import SignalFlags, reopen_log_files
 from corral.worker.threaded import AppThreads
 from corral.wsgi import (
     ChunksSource,
@@ -119,16 +119,18 @@ class WorkerLoop:
         self.conns: dict[int, Conn] = {}
         self.accepting = False
         self.draining = False
-        self.stop_now = False
-        self.term_requested = False
-        self.reopen_requested = False
-        self.cow_report_requested = False
+        self.sig = SignalFlags()
         self.drain_deadline = float("inf")
         self.now = time.monotonic()
         self.access = settings.access_log if settings.access_log != "off" else ""
         self.wake_r, self.wake_w = socket.socketpair()
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
         self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
+        self.pending = Pending()  # bytes held for unread responses (max_pending_bytes)
+        self.paused = False  # over max_pending_bytes: no accepting, new app calls parked
+        self.parked: list[Conn] = []
+        self.resume_due = False
+        self.scratch = bytearray(RECV_SIZE)  # what lingering closes read and discard
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -136,7 +138,10 @@ class WorkerLoop:
         with contextlib.suppress(RuntimeError, ValueError, AttributeError, OSError):
             faulthandler.enable()  # SIGABRT from the master dumps every thread's stack
         self.slot.set_state(WorkerState.BOOTING)
-        self._install_signals()
+        for sock in (self.wake_r, self.wake_w):
+            sock.setblocking(False)
+        self.sig.install(self.wake_w)
+        self.ep.register(self.wake_r.fileno(), _EPOLLIN)
         if self.settings.track_writes:  # None (and one warning) when the kernel can't
             self.writes = writetrack.RequestWrites.start()
         if self.settings.threads > 1:
@@ -173,11 +178,13 @@ class WorkerLoop:
                     self._accept(fd)
                 elif fd == self.wake_r.fileno():
                     self._on_wake()
+            if self.resume_due:
+                self._resume_parked()
             due = publish(now)  # the Python slot's batch, when due (the C one has none)
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)
-            if self.stop_now or (self.draining and (not conns or now >= self.drain_deadline)):
+            if self.sig.stop_now or (self.draining and (not conns or now >= self.drain_deadline)):
                 return
 
     def _tick(self, now: float) -> None:
@@ -206,41 +213,18 @@ class WorkerLoop:
         self.slot.set_connections(0)
         self.slot.set_state(WorkerState.EXITED)
 
-    # ----------------------------------------------------------------- signals
-
-    def _install_signals(self) -> None:
-        for sock in (self.wake_r, self.wake_w):
-            sock.setblocking(False)
-        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
-        self.ep.register(self.wake_r.fileno(), _EPOLLIN)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGQUIT, self._on_signal)
-        signal.signal(signal.SIGUSR1, self._on_signal)
-        signal.signal(signal.SIGUSR2, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only flags here: the loop acts on them (logging in a handler can deadlock).
-        if signum == signal.SIGTERM:
-            self.term_requested = True
-        elif signum == signal.SIGUSR1:
-            self.reopen_requested = True
-        elif signum == signal.SIGUSR2:
-            self.cow_report_requested = True
-        else:
-            self.stop_now = True
-
     def _on_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while self.wake_r.recv(512):
                 pass
-        if self.term_requested and not self.draining:
+        sig = self.sig
+        if sig.term and not self.draining:
             self._begin_drain()
-        if self.reopen_requested:
-            self.reopen_requested = False
+        if sig.reopen:
+            sig.reopen = False
             reopen_log_files()
-        if self.cow_report_requested:
-            self.cow_report_requested = False
+        if sig.cow_report:
+            sig.cow_report = False
             attribution.on_request(lambda: self.slot.heartbeat(time.monotonic()))
         if self.app_threads is not None:
             done = self.app_threads.done
@@ -266,7 +250,7 @@ class WorkerLoop:
     # ----------------------------------------------------------------- accepting
 
     def _start_accepting(self) -> None:
-        if not self.accepting and self.listeners and not self.draining:
+        if not self.accepting and self.listeners and not self.draining and not self.paused:
             for fd in self.listeners:
                 self.ep.register(fd, _EPOLLIN | select.EPOLLEXCLUSIVE)
             self.accepting = True
@@ -378,7 +362,7 @@ class WorkerLoop:
         """A head arrived: collect a small body here, or run the app with a streaming body."""
         conn.request = request
         conn.started = self.now
-        if self.term_requested:  # set even before the loop has seen the wake-up byte
+        if self.sig.term:  # set even before the loop has seen the wake-up byte
             conn.proto.close_after_cycle()
         length = request.content_length
         if (
@@ -395,6 +379,9 @@ class WorkerLoop:
 
     def _run_app(self, conn: Conn, source: Any) -> bool:
         """Call the app and start its response; True when the connection is ready for more."""
+        if self.paused:  # too many unsent bytes: run it once they drained
+            self._park(conn, source)
+            return False
         request = conn.request
         assert request is not None
         resp = StartResponse(conn.write)
@@ -478,11 +465,10 @@ class WorkerLoop:
         out = conn.out
         if out:
             conn.out = b""
-            if type(out) is list:
-                if not self._send_list(conn, out):
-                    return
-            elif not self._send_list(conn, [out]):  # type: ignore[list-item]
+            if not self._send_list(conn, out if type(out) is list else [out]):  # type: ignore[list-item]
                 return
+        if conn.held:
+            self._release(conn)
         if conn.file is not None and not self._send_file(conn):
             return
         if self._pump(conn, conn.producer.next()):
@@ -528,6 +514,11 @@ class WorkerLoop:
         return True
 
     def _wait_writable(self, conn: Conn) -> None:
+        if conn.out and not conn.held:
+            conn.held = self.pending.hold(conn.out)
+            limit = self.settings.max_pending_bytes
+            if limit and self.pending.total > limit and not self.paused:
+                self._pause()
         if conn.state != WRITING:
             conn.state = WRITING
         conn.deadline = self.now + self.settings.send_timeout_s
@@ -554,6 +545,8 @@ class WorkerLoop:
         if conn.must_close or not proto.start_next_cycle():
             if conn.body_error is not None:
                 self._linger(conn)  # the peer may still be sending the body it broke off
+            elif request is not None and self._body_unread(conn, request):
+                self._linger(conn, body=True)  # closing now would reset: the peer may lose it
             else:
                 self._close(conn)
             return False
@@ -564,6 +557,43 @@ class WorkerLoop:
             idle_s = DRAIN_IDLE_S if self.draining else self.settings.keepalive_timeout_s
             conn.state, conn.deadline = IDLE, end + min(idle_s, self.settings.keepalive_timeout_s)
         return True
+
+    # ----------------------------------------------------------------- unread responses
+
+    def _pause(self) -> None:
+        """Over ``max_pending_bytes``: stop accepting and park new app calls until the slow
+        readers drained (or their ``send_timeout_s`` closed them)."""
+        self.paused = True
+        self._stop_accepting()
+        error_log.warning(
+            "%d MiB held for clients that do not read: pausing new requests",
+            self.pending.total >> 20,
+        )
+
+    def _park(self, conn: Conn, source: Any) -> None:
+        self.ep.unregister(conn.fd)
+        conn.state, conn.deadline, conn.source = PARKED, float("inf"), source
+        self.parked.append(conn)
+
+    def _release(self, conn: Conn) -> None:
+        self.pending.release(conn.held)
+        conn.held = []
+        if self.paused and self.pending.total <= self.settings.max_pending_bytes:
+            self.paused = False
+            self.resume_due = True  # from the loop, not from inside another connection's send
+
+    def _resume_parked(self) -> None:
+        self.resume_due = False
+        parked, self.parked = self.parked, []
+        for conn in parked:
+            if self.conns.get(conn.fd) is not conn:
+                continue  # closed meanwhile
+            self.ep.register(conn.fd, _EPOLLIN)
+            conn.state, source, conn.source = BODY, conn.source, None
+            if self._run_app(conn, source):  # parks it again if the limit is hit once more
+                self._advance(conn)
+        if len(self.conns) < self.settings.max_connections:
+            self._start_accepting()
 
     # ----------------------------------------------------------------- errors and closing
 
@@ -581,7 +611,21 @@ class WorkerLoop:
             log_request(self.access, conn.remote, conn.request, exc.status, 0)
         self._linger(conn)
 
-    def _linger(self, conn: Conn) -> None:
+    def _body_unread(self, conn: Conn, request: Request) -> bool:
+        """The app left part of a streamed body unread (in the kernel, or still coming)."""
+        length = request.content_length
+        streamed = request.chunked or request.expect_continue
+        if not streamed and (length is None or length <= self.settings.buffer_body_max):
+            return False  # read whole by the loop before the app ran
+        return conn.input is not None and not conn.input.complete
+
+    def _linger(self, conn: Conn, body: bool = False) -> None:
+        """Shut our side and read what the peer still sends until it closes or time is up.
+
+        After a protocol error at most ``linger_max_bytes`` within ``linger_timeout_s``; after
+        a response over an unread body, the rest of that body, waiting at most
+        ``linger_timeout_s`` for each read and ``body_timeout_s`` in all (nginx's
+        ``lingering_timeout``/``lingering_time`` split)."""
         conn.producer.close()
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -591,20 +635,26 @@ class WorkerLoop:
         if conn.writing:
             conn.writing = False
             self.ep.modify(conn.fd, _EPOLLIN)
+        settings = self.settings
         conn.state = LINGER
-        conn.deadline = self.now + self.settings.linger_timeout_s
-        conn.linger_left = self.settings.linger_max_bytes
+        conn.deadline = self.now + settings.linger_timeout_s
+        conn.linger_end = self.now + settings.body_timeout_s if body else conn.deadline
+        conn.linger_left = settings.linger_max_bytes
+        if body:
+            conn.linger_left += settings.limits.max_body_size
 
     def _linger_read(self, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(RECV_SIZE)
+            n = conn.sock.recv_into(self.scratch)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        conn.linger_left -= len(data)
-        if not data or conn.linger_left <= 0:
+            n = 0
+        conn.linger_left -= n
+        if not n or conn.linger_left <= 0:
             self._close(conn)
+        else:  # progress: wait for the next read again (never past linger_end)
+            conn.deadline = min(self.now + self.settings.linger_timeout_s, conn.linger_end)
 
     def _on_deadline(self, conn: Conn) -> None:
         state = conn.state
@@ -620,6 +670,8 @@ class WorkerLoop:
             self.slot.set_connections(len(self.conns))
             return
         conn.producer.close()
+        if conn.held:
+            self._release(conn)
         with contextlib.suppress(OSError):
             self.ep.unregister(conn.fd)
         conn.sock.close()
@@ -631,17 +683,6 @@ class WorkerLoop:
         self.slot.set_connections(len(self.conns))
         if not self.accepting and not self.draining:
             self._start_accepting()
-
-
-def reopen_log_files() -> None:
-    """SIGUSR1: let every FileHandler reopen its file on the next record (log rotation)."""
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.FileHandler):
-                with handler.lock or contextlib.nullcontext():
-                    if handler.stream is not None:
-                        handler.stream.close()
-                        handler.stream = None
 
 
 def _server_address(lsock: socket.socket) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+from typing import Any
 
 Buffer = bytes | memoryview
 
@@ -69,15 +70,42 @@ def send_buffers_blocking(sock: socket.socket, bufs: list[Buffer], timeout_s: fl
             raise TimeoutError("client did not read the response in time")
 
 
-def held_total(bufs: list[Buffer] | Buffer) -> int:
-    """Bytes of the objects behind ``bufs`` (what keeping them alive costs)."""
-    if type(bufs) is list:
-        return sum(len(_base(b)) for b in bufs)
-    return len(_base(bufs))  # type: ignore[arg-type]
+class Pending:
+    """Bytes kept alive for responses that clients have not read yet, each distinct buffer
+    counted once: 200 slow readers of one shared 10 MiB object hold 10 MiB, not 2 GiB."""
+
+    __slots__ = ("_refs", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._refs: dict[int, list[Any]] = {}  # id(base) -> [base, holders]
+
+    def hold(self, out: list[Buffer] | Buffer) -> list[Buffer]:
+        """Count the objects behind ``out``; returns them, for :meth:`release`."""
+        bases = [_base(b) for b in out] if type(out) is list else [_base(out)]  # type: ignore[arg-type]
+        refs = self._refs
+        for base in bases:
+            entry = refs.get(id(base))
+            if entry is None:
+                refs[id(base)] = [base, 1]
+                self.total += len(base)
+            else:
+                entry[1] += 1
+        return bases
+
+    def release(self, bases: list[Buffer]) -> None:
+        refs = self._refs
+        for base in bases:
+            entry = refs[id(base)]
+            entry[1] -= 1
+            if not entry[1]:
+                del refs[id(base)]
+                self.total -= len(base)
 
 
 def _base(buf: Buffer) -> Buffer:
+    """The bytes object a view was taken of (what keeping the view alive keeps alive)."""
     if type(buf) is memoryview:
         obj = buf.obj
-        return obj if isinstance(obj, bytes | memoryview) else buf
+        return obj if isinstance(obj, bytes) else buf
     return buf

@@ -44,6 +44,9 @@ class WorkerSettings:
     root_path: str = ""  # SCRIPT_NAME; stripped from PATH_INFO when it is a prefix
     url_scheme: str = "http"
     max_connections: int = 1000  # open client connections; accepting pauses at the limit
+    # Bytes held for responses clients have not read yet (distinct buffers); past it the
+    # worker pauses accepting and starting new requests until they drain. 0: no limit.
+    max_pending_bytes: int = 128 * 1024 * 1024
     accept_batch: int = 64  # connections accepted per listener wake-up
     track_writes: bool = False  # count pre-fork pages written per request path (opt-in)
 
@@ -56,3 +59,5 @@ class WorkerSettings:
             raise ValueError("root_path must start with '/' and not end with '/'")
         if self.max_connections < 1 or self.accept_batch < 1:
             raise ValueError("max_connections and accept_batch must be >= 1")
+        if self.max_pending_bytes < 0:
+            raise ValueError("max_pending_bytes must be >= 0")

@@ -59,3 +59,12 @@ def touch_app(environ: dict[str, Any], start_response: StartResponse) -> Iterabl
         for row in SHARED_TABLE:
             row["n"] += 1
     return _reply(start_response, b"ok\n")
+
+
+_TEN_MIB = b"t" * (10 << 20)  # built once at import (in the zygote), shared by every response
+
+
+def big_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The same preallocated 10 MiB object in a list, for every request."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [_TEN_MIB]
