@@ -166,3 +166,16 @@ def test_worker_connections_cap_queues_in_the_backlog_and_serves_a_normal_client
             sock.close()
     counts = [int(ln.split()[1]) for ln in record.read_text().splitlines() if "connections" in ln]
     assert max(counts) == 20
+
+
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_large_list_body_arrives_whole_from_both_pumps(
+    start_server: StartServer, threads: str
+) -> None:
+    server = start_server(fresh_big, production(threads=threads))
+    with server.connect() as sock:
+        f = sock.makefile("rb")
+        for _ in range(2):  # kept alive after a scatter-list response
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            resp = read_response(f)
+            assert resp.status == 200 and resp.body == b"z" * (4 << 20)

@@ -88,6 +88,9 @@ class Conn:
         self.linger_end = 0.0  # the whole lingering close ends by then
         self.write: Callable[[bytes], None] = _unset_write
         self.producer = Producer(self)  # the response of each request (sans-IO)
+        # Not reset per request: emptied when the buffers leave, cleared when the app runs.
+        self.held: list[bytes | memoryview] = []  # buffers counted in the worker's pending bytes
+        self.source: Any = None  # PARKED: the body source the app will get
         self.reset()
 
     def reset(self) -> None:
@@ -98,10 +101,16 @@ class Conn:
         self.input: InputStream | None = None
         self.file: SendFile | None = None  # the rest of a sendfile step
         self.out: bytes | memoryview | list[bytes | memoryview] = b""  # unsent output
-        self.held: list[bytes | memoryview] = []  # buffers counted in the worker's pending bytes
-        self.source: Any = None  # PARKED: the body source the app will get
         self.bytes_out = 0
         self.started = 0.0
         self.must_close = False
         self.abort = False  # an app thread gave up mid-response: close without a word
         self.body_error: ProtocolError | None = None
+
+
+def server_address(lsock: socket.socket) -> tuple[str, str]:
+    """(SERVER_NAME, SERVER_PORT) of a listener, used when a request has no Host."""
+    if lsock.family in (socket.AF_INET, socket.AF_INET6):
+        addr = lsock.getsockname()
+        return str(addr[0]), str(addr[1])
+    return "localhost", "80"  # a unix socket has no port; keep URLs buildable

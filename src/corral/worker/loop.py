@@ -11,22 +11,25 @@ Theory of operation. One thread, one ``select.epoll``, level-triggered:
 * A complete request runs the app at once, in the loop's thread. Large, chunked and
   ``Expect: 100-continue`` bodies are not buffered: the app is called and ``wsgi.input`` reads
   the socket itself with a per-read deadline (sending ``100 Continue`` on the first read).
-* The response is sent immediately with non-blocking ``send``; a hello-world response is one
-  syscall. When the socket would block, the unsent bytes and the app's iterator stay in the
-  connection and the loop resumes on ``EPOLLOUT``, pulling the next chunk only after the
-  previous one left, so a slow reader holds memory for one chunk, not the whole body.
-  ``wsgi.file_wrapper`` over a real file goes out with ``os.sendfile``.
+* The response comes step by step from the connection's sans-IO producer
+  (``corral.worker.producer``): bytes (a hello-world response is one ``send``), the app's own
+  buffers (``sendmsg``, never joined per connection), or a file range (``os.sendfile``). When
+  the socket would block, the unsent tail stays in the connection and the loop resumes on
+  ``EPOLLOUT``, asking for the next step only after the previous one left, so a slow reader
+  holds one chunk, not the whole body. Held buffers are counted once each (``Pending``); past
+  ``max_pending_bytes`` the loop stops accepting and parks new app calls until they drain.
 * After a response, already-received pipelined requests are handled in order before the loop
   polls again. While a response is pending the connection is not read (backpressure: the
   kernel's buffers fill and TCP flow control slows the client).
 * A protocol error is answered once and the connection is closed "lingering": write side shut,
   the peer's remaining bytes drained for a short time, so the peer reads the answer instead
-  of a reset.
-* Signal handlers only set flags; ``signal.set_wakeup_fd`` wakes ``epoll``. SIGTERM drains
-  (stop accepting, finish in-flight and already-received requests with ``Connection: close``,
-  close idle connections, give up after ``graceful_timeout_s``); SIGINT/SIGQUIT stop at once;
-  SIGUSR1 reopens log files; SIGUSR2 writes a copy-on-write attribution report
-  (``corral.memory.attribution``; a one-shot diagnostic).
+  of a reset. So is a ``Connection: close`` response over a streamed body the app left unread
+  (within ``drain_unread_body`` the rest is discarded instead and the connection kept).
+* Signal handlers only set flags (``corral.worker.signals``); the wake-up fd wakes ``epoll``.
+  SIGTERM drains (stop accepting, finish in-flight and already-received requests with
+  ``Connection: close``, close idle connections, give up after ``graceful_timeout_s``);
+  SIGINT/SIGQUIT stop at once; SIGUSR1 reopens log files; SIGUSR2 writes a copy-on-write
+  attribution report (``corral.memory.attribution``; a one-shot diagnostic).
 * The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
   (an app call running in the loop's thread holds it: that is what the master's stuck-worker
   detection is for). After the ready events the loop calls ``slot.publish(now)``: the C
@@ -63,7 +66,7 @@ from corral.memory import attribution, writetrack  # imported in the zygote: sha
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
-from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, PARKED, WRITING, Conn
+from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, PARKED, WRITING, Conn, server_address
 from corral.worker.outbuf import Pending, send_buffers
 from corral.worker.producer import DONE, SendFile, Step, describe
 from corral.worker.settings import WorkerSettings
@@ -115,7 +118,7 @@ class WorkerLoop:
         self.slot = slot
         self.ep = select.epoll()
         self.listeners = {lsock.fileno(): lsock for lsock in listeners}
-        self.server_addr = {fd: _server_address(lsock) for fd, lsock in self.listeners.items()}
+        self.server_addr = {fd: server_address(lsock) for fd, lsock in self.listeners.items()}
         self.conns: dict[int, Conn] = {}
         self.accepting = False
         self.draining = False
@@ -683,11 +686,3 @@ class WorkerLoop:
         self.slot.set_connections(len(self.conns))
         if not self.accepting and not self.draining:
             self._start_accepting()
-
-
-def _server_address(lsock: socket.socket) -> tuple[str, str]:
-    """(SERVER_NAME, SERVER_PORT) of a listener, used when a request has no Host."""
-    if lsock.family in (socket.AF_INET, socket.AF_INET6):
-        addr = lsock.getsockname()
-        return str(addr[0]), str(addr[1])
-    return "localhost", "80"  # a unix socket has no port; keep URLs buildable

@@ -95,7 +95,10 @@ class Producer:
         self.ended = True
 
     def call(self, app: WSGIApp, environ: dict[str, Any]) -> Step:
-        """Call the app for the exchange's request; return the first step."""
+        """Call the app for the exchange's request; return the first step.
+
+        A list body's length is known, so head, body and end come as this one step (inline:
+        it is the hot path)."""
         ex = self.ex
         resp = ex.resp
         assert resp is not None
@@ -105,9 +108,28 @@ class Producer:
             log_app_error(ex, "error in WSGI app")
             return self.failed()
         self.result = result
-        if type(result) is list and resp.status is not None and not resp.headers_sent:
-            return self._whole(result, resp)
-        return self._start_iter(result, resp)
+        if type(result) is not list or resp.status is None or resp.headers_sent:
+            return self._start_iter(result, resp)
+        proto = ex.proto
+        try:
+            length = body_length(result)
+            headers = resp.headers
+            if resp.content_length is None:
+                headers = [*headers, (b"Content-Length", str(length).encode())]
+            elif length > resp.content_length and ex.request.method != b"HEAD":  # type: ignore[union-attr]
+                raise LocalProtocolError("body longer than the app's Content-Length")
+            close_if_body_unsent(ex)
+            head = proto.send_response(resp.status_code, headers, resp.reason)
+            resp.headers_sent = True
+            if length > JOIN_MAX:
+                return _buffers(head, proto, result)
+            parts = [head]
+            parts.extend(map(proto.send_data, result))
+            parts.append(proto.send_eom())
+        except Exception:
+            error_log.exception("invalid response from WSGI app (%s)", describe(ex.request))
+            return self.failed()
+        return b"".join(parts)  # self.ended is already True: every response leaves it so
 
     def next(self) -> Step:
         """The step after the previous one went out completely."""
@@ -167,32 +189,6 @@ class Producer:
         return data
 
     # ----------------------------------------------------------------- the body kinds
-
-    def _whole(self, result: list[bytes], resp: StartResponse) -> Step:
-        """A list body: its length is known, so head, body and end come as one step."""
-        ex = self.ex
-        proto = ex.proto
-        try:
-            length = body_length(result)
-            headers = resp.headers
-            if resp.content_length is None:
-                headers = [*headers, (b"Content-Length", str(length).encode())]
-            elif length > resp.content_length and ex.request.method != b"HEAD":  # type: ignore[union-attr]
-                raise LocalProtocolError("body longer than the app's Content-Length")
-            close_if_body_unsent(ex)
-            head = proto.send_response(resp.status_code, headers, resp.reason)
-            resp.headers_sent = True
-            if length <= JOIN_MAX:
-                parts = [head]
-                parts.extend(map(proto.send_data, result))
-                parts.append(proto.send_eom())
-                out: Step = b"".join(parts)
-            else:
-                out = _buffers(head, proto, result)
-        except Exception:
-            error_log.exception("invalid response from WSGI app (%s)", describe(ex.request))
-            return self.failed()
-        return out  # self.ended is already True: every response leaves it so
 
     def _start_iter(self, result: Iterable[bytes], resp: StartResponse) -> Step:
         self.ended = False
@@ -289,7 +285,7 @@ class Producer:
         return head
 
     def _check_length(self, length: int) -> None:
-        """The Content-Length overrun check made before the head (``_whole`` inlines it; later
+        """The Content-Length overrun check made before the head (``call`` inlines it; later
         chunks are checked by the HTTP core's ``send_data``). HEAD sends no body: any fits."""
         resp, request = self.ex.resp, self.ex.request
         assert resp is not None and resp.content_length is not None
