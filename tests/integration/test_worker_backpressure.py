@@ -179,3 +179,34 @@ def test_large_list_body_arrives_whole_from_both_pumps(
             sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
             resp = read_response(f)
             assert resp.status == 200 and resp.body == b"z" * (4 << 20)
+
+
+def test_silent_connections_holding_the_cap_give_way_to_a_normal_client(
+    start_server: StartServer,
+) -> None:
+    settings = production(worker_connections="20")  # default timeouts
+    server = start_server(ignore_body, settings)
+    silent = [server.connect() for _ in range(30)]  # connected, never a byte
+    try:
+        wait_accepted = time.monotonic() + 10
+        while time.monotonic() < wait_accepted:  # the 30th evicted the 10th by now
+            silent[0].settimeout(0.05)
+            try:
+                if silent[0].recv(1) == b"":
+                    break
+            except TimeoutError:
+                pass
+        started = time.monotonic()
+        with server.connect() as normal:
+            normal.settimeout(settings.header_timeout_s)
+            normal.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(normal.makefile("rb")).status == 200
+        # A silent connection is closed to make room (nginx reuses such connections the
+        # same way), instead of the new client waiting for header_timeout_s.
+        assert time.monotonic() - started < settings.header_timeout_s / 2
+        for sock in silent[:11]:  # the oldest went first, closed cleanly, not reset
+            sock.settimeout(5)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in silent:
+            sock.close()

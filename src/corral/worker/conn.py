@@ -21,8 +21,9 @@ LINGER drain time.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
@@ -54,6 +55,7 @@ class Conn:
         "deadline",
         "fd",
         "file",
+        "fresh",
         "held",
         "input",
         "linger_end",
@@ -85,6 +87,7 @@ class Conn:
         self.deadline = 0.0
         self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
         self.linger_left = 0
+        self.fresh = True  # no byte received yet: first to go when the cap is reached
         self.linger_end = 0.0  # the whole lingering close ends by then
         self.write: Callable[[bytes], None] = _unset_write
         self.producer = Producer(self)  # the response of each request (sans-IO)
@@ -114,3 +117,17 @@ def server_address(lsock: socket.socket) -> tuple[str, str]:
         addr = lsock.getsockname()
         return str(addr[0]), str(addr[1])
     return "localhost", "80"  # a unix socket has no port; keep URLs buildable
+
+
+def oldest_silent(conns: Iterable[Conn]) -> Conn | None:
+    """The oldest connection that never sent a byte: at the worker's connection cap it is
+    closed for a client waiting in the backlog, as nginx reuses such connections when
+    ``worker_connections`` run out. One with bytes waiting unread is not silent (and closing
+    it would reset them)."""
+    fresh = [c for c in conns if c.fresh and c.state == IDLE]
+    for conn in sorted(fresh, key=lambda c: c.deadline):
+        with contextlib.suppress(OSError):  # would block: silent indeed
+            if conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                continue
+        return conn
+    return None

@@ -53,20 +53,23 @@ import time
 from functools import partial
 from typing import Any
 
-from corral.http import (
-    CLOSED,
-    NEED_DATA,
-    Connection,
-    Data,
-    EndOfMessage,
-    ProtocolError,
-    Request,
-)
+from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, ProtocolError, Request
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
-from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, PARKED, WRITING, Conn, server_address
+from corral.worker.conn import (
+    APP,
+    BODY,
+    HEAD,
+    IDLE,
+    LINGER,
+    PARKED,
+    WRITING,
+    Conn,
+    oldest_silent,
+    server_address,
+)
 from corral.worker.outbuf import Pending, send_buffers
 from corral.worker.producer import DONE, SendFile, Step, describe
 from corral.worker.settings import WorkerSettings
@@ -194,8 +197,8 @@ class WorkerLoop:
         self.slot.heartbeat(now)
         if self.writes is not None:
             self.writes.maybe_dump(now)
-        if not self.accepting and len(self.conns) < self.settings.max_connections:
-            self._start_accepting()  # after an accept error pause (no-op while draining)
+        if not self.accepting:  # after an accept error pause, or at the cap (see _accept)
+            self._start_accepting()  # (a no-op while draining or paused)
         expired = [conn for conn in self.conns.values() if conn.deadline <= now]
         for conn in expired:
             self._on_deadline(conn)
@@ -270,8 +273,9 @@ class WorkerLoop:
         limit = self.settings.max_connections
         before = len(self.conns)
         for _ in range(self.settings.accept_batch):
-            if len(self.conns) >= limit:
-                self._stop_accepting()  # resumed in _close when a slot frees up
+            victim = oldest_silent(self.conns.values()) if len(self.conns) >= limit else None
+            if len(self.conns) >= limit and victim is None:
+                self._stop_accepting()  # resumed in _close when a slot frees up, or _tick
                 break
             try:
                 sock, addr = lsock.accept()
@@ -283,6 +287,8 @@ class WorkerLoop:
                 error_log.warning("accept failed, pausing accepts for a second: %s", exc)
                 self._stop_accepting()
                 break
+            if victim is not None:
+                self._close(victim)  # only now that a client is known to be waiting
             self._add_conn(sock, addr, lfd)
         if len(self.conns) != before:
             self.slot.set_connections(len(self.conns))
@@ -331,7 +337,7 @@ class WorkerLoop:
             return
         conn.proto.receive_data(data)
         if state == IDLE and data:
-            conn.state = HEAD
+            conn.state, conn.fresh = HEAD, False
             conn.deadline = self.now + self.settings.header_timeout_s
         self._advance(conn)
 
