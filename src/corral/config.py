@@ -143,7 +143,8 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         1000,
         "Most open client connections per worker (gunicorn --worker-connections 1000); "
-        "past it the worker stops accepting and new connections wait in the listen backlog.",
+        "past it new connections wait in the listen backlog, except that a waiting client "
+        "takes the place of the oldest connection that never sent a byte (as nginx does).",
         validator=_positive,
     ),
     S(
