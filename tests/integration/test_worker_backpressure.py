@@ -210,3 +210,18 @@ def test_silent_connections_holding_the_cap_give_way_to_a_normal_client(
     finally:
         for sock in silent:
             sock.close()
+
+
+def test_unread_chunked_body_lingers_instead_of_resetting(start_server: StartServer) -> None:
+    server = start_server(ignore_body, production())
+    chunk = b"%x\r\n%s\r\n" % (65536, b"c" * 65536)
+    with server.connect() as sock:  # size unknown: the worker says close, then lingers
+        sock.sendall(
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunk * 64
+            + b"0\r\n\r\n"
+        )
+        f = sock.makefile("rb")
+        resp = read_response(f)
+        assert resp.status == 200 and resp.body == RESPONSE
+        assert f.read() == b""
