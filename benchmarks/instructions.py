@@ -63,7 +63,7 @@ def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Calla
     from corral.master.worker_settings import worker_settings
     from corral.stats.protocol import NullSlot, SlotWriter
     from corral.stats.scoreboard import Scoreboard, install_gc_callbacks
-    from corral.worker.loop import Worker
+    from corral.worker.loop import WorkerLoop
 
     slot: SlotWriter = NullSlot()
     if slot_kind != "null":
@@ -72,7 +72,7 @@ def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Calla
         slot = board_slot
     limits = (1 << 40, "uss", 0) if guard != "off" else (0, "uss", 0)  # never over 1 TiB
     settings = dataclasses.replace(worker_settings(config.defaults()), memory_limits=limits)
-    worker = Worker(hello, [], settings, slot)
+    worker = WorkerLoop(hello, [], settings, slot)
     memguard = worker.memguard
     if guard == "idle":
         memguard.check(0.0)  # the baseline, then never due within the run

@@ -44,7 +44,9 @@ class Settings:
     #: gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs
     #: the app on a thread pool); others are refused.
     worker_class: WorkerClass
-    #: Most open client connections per worker; accepting pauses at the limit (gunicorn 1000).
+    #: Most open client connections per worker (gunicorn --worker-connections 1000); past it
+    #: new connections wait in the listen backlog, except that a waiting client takes the place
+    #: of the oldest connection that never sent a byte (as nginx does).
     worker_connections: int
     #: Callable (module:function) run in each worker after fork, before it serves, e.g. to open
     #: per-process connections; if it raises, the worker fails to boot.
@@ -93,6 +95,13 @@ class Settings:
     #: Seconds a slow reader may stall a response write between progress (nginx send_timeout 60
     #: s, shortened: a worker's connection slots are scarcer).
     send_timeout_s: float
+    #: Unread request body bytes a worker reads and discards after the response to keep the
+    #: connection alive (nginx discards unread bodies too); a larger rest gets Connection:
+    #: close and a lingering close.
+    max_drain_body_bytes: int
+    #: MiB of response bytes a worker may hold for clients that do not read them; past it the
+    #: worker stops accepting and starting new requests until they drain (0 = no limit).
+    max_pending_response_mib: int
     #: Access log format: off, common or combined.
     access_log: AccessLogFormat
     #: A worker whose heartbeat or current request is older than this gets its stack dumped

@@ -136,8 +136,9 @@ SETTINGS: tuple[Setting, ...] = (
         "worker_connections",
         int,
         1000,
-        "Most open client connections per worker; accepting pauses at the limit "
-        "(gunicorn 1000).",
+        "Most open client connections per worker (gunicorn --worker-connections 1000); "
+        "past it new connections wait in the listen backlog, except that a waiting client "
+        "takes the place of the oldest connection that never sent a byte (as nginx does).",
         validator=_positive,
     ),
     S(
@@ -300,6 +301,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a slow reader may stall a response write between progress (nginx send_timeout "
         "60 s, shortened: a worker's connection slots are scarcer).",
         validator=_positive,
+        section="http",
+    ),
+    S(
+        "max_drain_body_bytes",
+        int,
+        1024 * 1024,
+        "Unread request body bytes a worker reads and discards after the response to keep "
+        "the connection alive (nginx discards unread bodies too); a larger rest gets "
+        "Connection: close and a lingering close.",
+        validator=_non_negative,
+        section="http",
+    ),
+    S(
+        "max_pending_response_mib",
+        int,
+        128,
+        "MiB of response bytes a worker may hold for clients that do not read them; past it "
+        "the worker stops accepting and starting new requests until they drain (0 = no limit).",
+        validator=_non_negative,
         section="http",
     ),
     S(

@@ -179,8 +179,8 @@ def test_sigusr1_reopens_log_files(start_server: StartServer) -> None:
     os.kill(server.pid, signal.SIGUSR1)
     for _ in range(100):  # bounded: the reopen happens on the loop's next wake-up
         assert hello(server.port) == 200
-        if server.log_path.exists():
-            break
+        if server.log_path.exists() and "corral.access" in server.log_path.read_text():
+            break  # (exists() alone races with the handler's first write)
     assert "corral.access" in server.log_path.read_text()
     assert "corral.access" in rotated.read_text()
     assert server.wait(0.0) is None  # SIGUSR1 did not stop the worker

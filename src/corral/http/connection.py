@@ -590,6 +590,16 @@ class Connection:
                 raise LocalProtocolError("body longer than Content-Length")
         return data
 
+    def account_data(self, count: int) -> None:
+        """Count ``count`` body bytes the caller sends itself (``os.sendfile``) instead of
+        passing them through ``send_data``; only a Content-Length body can be sent that way."""
+        if not self._resp_started or self._resp_done or self._framing != writer.LENGTH:
+            raise LocalProtocolError("account_data outside a Content-Length response body")
+        self._resp_sent += count
+        if self._resp_sent > self._resp_length:
+            self._resp_close = True
+            raise LocalProtocolError("body longer than Content-Length")
+
     def send_eom(self) -> bytes:
         """End the response body; a short Content-Length body forces a close."""
         if not self._resp_started or self._resp_done:

@@ -38,6 +38,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         header_section=cfg.limit_header_section,
         max_body_size=cfg.max_body_size,
         chunk_extension=cfg.limit_chunk_extension,
+        drain_unread_body=cfg.max_drain_body_bytes,
     )
     return WorkerSettings(
         limits=limits,
@@ -58,6 +59,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         accept_batch=ACCEPT_BATCH,
         track_writes=cfg.track_writes,
         memory_limits=memory_limits(cfg),
+        max_pending_bytes=cfg.max_pending_response_mib * 1024 * 1024,
     )
 
 

@@ -9,6 +9,8 @@ Lifecycle (``state``), all driven by the loop in ``corral.worker.loop``::
       |                                 app runs, wsgi.input streams   response sent at once
       +---------- response complete, start_next_cycle() ------------- or WRITING (EPOLLOUT)
     any reading state --ProtocolError/timeout--> LINGER (error sent, SHUT_WR, drain) --> closed
+    response with Connection: close over an unread body -------> LINGER (as above)
+    request complete while the worker holds too many unsent bytes --> PARKED --> (app runs)
     with threads > 1, "app runs" is the APP state: the socket is out of epoll, a thread owns it
 
 Each state has one deadline (``deadline``, a ``time.monotonic()`` value) that the loop's
@@ -19,11 +21,13 @@ LINGER drain time.
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
+from corral.worker.producer import Producer, SendFile
 from corral.wsgi import InputStream, StartResponse
 
 IDLE = 0  # between requests, nothing buffered
@@ -32,6 +36,7 @@ BODY = 2  # head received, reading a small body in the loop
 WRITING = 3  # response in progress, waiting for the socket to drain (EPOLLOUT)
 LINGER = 4  # error answered; write side shut; discarding what the peer still sends
 APP = 5  # owned by an app thread (threads > 1); the loop does not touch it until handed back
+PARKED = 6  # request complete, app call deferred: the worker holds too many unsent bytes
 
 
 def _unset_write(data: bytes) -> None:
@@ -50,17 +55,20 @@ class Conn:
         "deadline",
         "fd",
         "file",
+        "fresh",
+        "held",
         "input",
-        "iterator",
+        "linger_end",
         "linger_left",
         "must_close",
         "out",
+        "producer",
         "proto",
         "remote",
         "request",
         "resp",
-        "result",
         "sock",
+        "source",
         "started",
         "state",
         "write",
@@ -79,7 +87,13 @@ class Conn:
         self.deadline = 0.0
         self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
         self.linger_left = 0
+        self.fresh = True  # no byte received yet: first to go when the cap is reached
+        self.linger_end = 0.0  # the whole lingering close ends by then
         self.write: Callable[[bytes], None] = _unset_write
+        self.producer = Producer(self)  # the response of each request (sans-IO)
+        # Not reset per request: emptied when the buffers leave, cleared when the app runs.
+        self.held: list[bytes | memoryview] = []  # buffers counted in the worker's pending bytes
+        self.source: Any = None  # PARKED: the body source the app will get
         self.reset()
 
     def reset(self) -> None:
@@ -88,12 +102,32 @@ class Conn:
         self.chunks: list[bytes] = []
         self.resp: StartResponse | None = None
         self.input: InputStream | None = None
-        self.result: Any = None  # the app's iterable, until closed
-        self.iterator: Iterator[bytes] | None = None
-        self.file: tuple[int, int, int] | None = None  # sendfile (fd, offset, remaining)
-        self.out: bytes | memoryview = b""
+        self.file: SendFile | None = None  # the rest of a sendfile step
+        self.out: bytes | memoryview | list[bytes | memoryview] = b""  # unsent output
         self.bytes_out = 0
         self.started = 0.0
         self.must_close = False
         self.abort = False  # an app thread gave up mid-response: close without a word
         self.body_error: ProtocolError | None = None
+
+
+def server_address(lsock: socket.socket) -> tuple[str, str]:
+    """(SERVER_NAME, SERVER_PORT) of a listener, used when a request has no Host."""
+    if lsock.family in (socket.AF_INET, socket.AF_INET6):
+        addr = lsock.getsockname()
+        return str(addr[0]), str(addr[1])
+    return "localhost", "80"  # a unix socket has no port; keep URLs buildable
+
+
+def oldest_silent(conns: Iterable[Conn]) -> Conn | None:
+    """The oldest connection that never sent a byte: at the worker's connection cap it is
+    closed for a client waiting in the backlog, as nginx reuses such connections when
+    ``worker_connections`` run out. One with bytes waiting unread is not silent (and closing
+    it would reset them)."""
+    fresh = [c for c in conns if c.fresh and c.state == IDLE]
+    for conn in sorted(fresh, key=lambda c: c.deadline):
+        with contextlib.suppress(OSError):  # would block: silent indeed
+            if conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                continue
+        return conn
+    return None

@@ -11,22 +11,25 @@ Theory of operation. One thread, one ``select.epoll``, level-triggered:
 * A complete request runs the app at once, in the loop's thread. Large, chunked and
   ``Expect: 100-continue`` bodies are not buffered: the app is called and ``wsgi.input`` reads
   the socket itself with a per-read deadline (sending ``100 Continue`` on the first read).
-* The response is sent immediately with non-blocking ``send``; a hello-world response is one
-  syscall. When the socket would block, the unsent bytes and the app's iterator stay in the
-  connection and the loop resumes on ``EPOLLOUT``, pulling the next chunk only after the
-  previous one left, so a slow reader holds memory for one chunk, not the whole body.
-  ``wsgi.file_wrapper`` over a real file goes out with ``os.sendfile``.
+* The response comes step by step from the connection's sans-IO producer
+  (``corral.worker.producer``): bytes (a hello-world response is one ``send``), the app's own
+  buffers (``sendmsg``, never joined per connection), or a file range (``os.sendfile``). When
+  the socket would block, the unsent tail stays in the connection and the loop resumes on
+  ``EPOLLOUT``, asking for the next step only after the previous one left, so a slow reader
+  holds one chunk, not the whole body. Held buffers are counted once each (``Pending``); past
+  ``max_pending_bytes`` the loop stops accepting and parks new app calls until they drain.
 * After a response, already-received pipelined requests are handled in order before the loop
   polls again. While a response is pending the connection is not read (backpressure: the
   kernel's buffers fill and TCP flow control slows the client).
 * A protocol error is answered once and the connection is closed "lingering": write side shut,
   the peer's remaining bytes drained for a short time, so the peer reads the answer instead
-  of a reset.
-* Signal handlers only set flags; ``signal.set_wakeup_fd`` wakes ``epoll``. SIGTERM drains
-  (stop accepting, finish in-flight and already-received requests with ``Connection: close``,
-  close idle connections, give up after ``graceful_timeout_s``); SIGINT/SIGQUIT stop at once;
-  SIGUSR1 reopens log files; SIGUSR2 writes a copy-on-write attribution report
-  (``corral.memory.attribution``; a one-shot diagnostic).
+  of a reset. So is a ``Connection: close`` response over a streamed body the app left unread
+  (within ``drain_unread_body`` the rest is discarded instead and the connection kept).
+* Signal handlers only set flags (``corral.worker.signals``); the wake-up fd wakes ``epoll``.
+  SIGTERM drains (stop accepting, finish in-flight and already-received requests with
+  ``Connection: close``, close idle connections, give up after ``graceful_timeout_s``);
+  SIGINT/SIGQUIT stop at once; SIGUSR1 reopens log files; SIGUSR2 writes a copy-on-write
+  attribution report (``corral.memory.attribution``; a one-shot diagnostic).
 * The scoreboard slot gets a heartbeat at least once a second from this loop, idle or not
   (an app call running in the loop's thread holds it: that is what the master's stuck-worker
   detection is for). After the ready events the loop calls ``slot.publish(now)``: the C
@@ -47,40 +50,34 @@ import select
 import signal
 import socket
 import time
-from collections.abc import Iterable
 from functools import partial
-from types import FrameType
 from typing import Any
 
 from corral import hooks
-from corral.http import (
-    CLOSED,
-    NEED_DATA,
-    Connection,
-    Data,
-    EndOfMessage,
-    LocalProtocolError,
-    ProtocolError,
-    Request,
-)
+from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, ProtocolError, Request
+from corral.logfiles import reopen_log_files
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.stats.protocol import SlotWriter, WorkerState
+from corral.worker import linger
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
-from corral.worker.conn import APP, BODY, HEAD, IDLE, LINGER, WRITING, Conn
-from corral.worker.memguard import MemoryGuard
-from corral.worker.respond import (
-    account_body,
-    body_length,
-    close_if_body_unsent,
-    close_result,
-    describe,
-    head_if_needed,
-    internal_error,
-    log_app_error,
-    prepare_sendfile,
+from corral.worker.conn import (
+    APP,
+    BODY,
+    HEAD,
+    IDLE,
+    LINGER,
+    PARKED,
+    WRITING,
+    Conn,
+    oldest_silent,
+    server_address,
 )
+from corral.worker.memguard import MemoryGuard
+from corral.worker.outbuf import Pending, send_buffers
+from corral.worker.producer import DONE, SendFile, Step, describe
 from corral.worker.settings import WorkerSettings
+from corral.worker.signals import SignalFlags
 from corral.worker.threaded import AppThreads
 from corral.wsgi import (
     ChunksSource,
@@ -128,14 +125,11 @@ class WorkerLoop:
         self.slot = slot
         self.ep = select.epoll()
         self.listeners = {lsock.fileno(): lsock for lsock in listeners}
-        self.server_addr = {fd: _server_address(lsock) for fd, lsock in self.listeners.items()}
+        self.server_addr = {fd: server_address(lsock) for fd, lsock in self.listeners.items()}
         self.conns: dict[int, Conn] = {}
         self.accepting = False
         self.draining = False
-        self.stop_now = False
-        self.term_requested = False
-        self.reopen_requested = False
-        self.cow_report_requested = False
+        self.sig = SignalFlags()
         self.drain_deadline = float("inf")
         self.now = time.monotonic()
         self.access = settings.access_log_format or (
@@ -145,6 +139,11 @@ class WorkerLoop:
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
         self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
         self.memguard = MemoryGuard.for_worker(*settings.memory_limits, slot)  # memguard.py
+        self.pending = Pending()  # bytes held for unread responses (max_pending_bytes)
+        self.paused = False  # over max_pending_bytes: no accepting, new app calls parked
+        self.parked: list[Conn] = []
+        self.resume_due = False
+        self.scratch = bytearray(RECV_SIZE)  # what lingering closes read and discard
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -152,7 +151,10 @@ class WorkerLoop:
         with contextlib.suppress(RuntimeError, ValueError, AttributeError, OSError):
             faulthandler.enable()  # SIGABRT from the master dumps every thread's stack
         self.slot.set_state(WorkerState.BOOTING)
-        self._install_signals()
+        for sock in (self.wake_r, self.wake_w):
+            sock.setblocking(False)
+        self.sig.install(self.wake_w)
+        self.ep.register(self.wake_r.fileno(), _EPOLLIN)
         if self.settings.track_writes:  # None (and one warning) when the kernel can't
             self.writes = writetrack.RequestWrites.start()
         if self.settings.threads > 1:
@@ -189,22 +191,24 @@ class WorkerLoop:
                     self._accept(fd)
                 elif fd == self.wake_r.fileno():
                     self._on_wake()
+            if self.resume_due:
+                self._resume_parked()
             due = publish(now)  # the Python slot's batch, when due (the C one has none)
             if now >= self.memguard.due and self.memguard.check(now) and not self.draining:
-                self.term_requested = True  # past 1.25x its memory limit (worker/memguard.py):
+                self.sig.term = True  # past 1.25x its memory limit (worker/memguard.py):
                 self._begin_drain()  # drain as on SIGTERM, kept-alive connections closed too
             if now >= next_tick:
                 next_tick = now + TICK_S
                 self._tick(now)
-            if self.stop_now or (self.draining and (not conns or now >= self.drain_deadline)):
+            if self.sig.stop_now or (self.draining and (not conns or now >= self.drain_deadline)):
                 return
 
     def _tick(self, now: float) -> None:
         self.slot.heartbeat(now)
         if self.writes is not None:
             self.writes.maybe_dump(now)
-        if not self.accepting and len(self.conns) < self.settings.max_connections:
-            self._start_accepting()  # after an accept error pause (no-op while draining)
+        if not self.accepting:  # after an accept error pause, or at the cap (see _accept)
+            self._start_accepting()  # (a no-op while draining or paused)
         expired = [conn for conn in self.conns.values() if conn.deadline <= now]
         for conn in expired:
             self._on_deadline(conn)
@@ -225,43 +229,20 @@ class WorkerLoop:
         self.slot.set_connections(0)
         self.slot.set_state(WorkerState.EXITED)
 
-    # ----------------------------------------------------------------- signals
-
-    def _install_signals(self) -> None:
-        for sock in (self.wake_r, self.wake_w):
-            sock.setblocking(False)
-        signal.set_wakeup_fd(self.wake_w.fileno(), warn_on_full_buffer=False)
-        self.ep.register(self.wake_r.fileno(), _EPOLLIN)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGQUIT, self._on_signal)
-        signal.signal(signal.SIGUSR1, self._on_signal)
-        signal.signal(signal.SIGUSR2, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only flags here: the loop acts on them (logging in a handler can deadlock).
-        if signum == signal.SIGTERM:
-            self.term_requested = True
-        elif signum == signal.SIGUSR1:
-            self.reopen_requested = True
-        elif signum == signal.SIGUSR2:
-            self.cow_report_requested = True
-        else:
-            self.stop_now = True
-
     def _on_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while self.wake_r.recv(512):
                 pass
-        if self.stop_now:
+        sig = self.sig
+        if sig.stop_now:
             hooks.worker_int()
-        if self.term_requested and not self.draining:
+        if sig.term and not self.draining:
             self._begin_drain()
-        if self.reopen_requested:
-            self.reopen_requested = False
+        if sig.reopen:
+            sig.reopen = False
             reopen_log_files()
-        if self.cow_report_requested:
-            self.cow_report_requested = False
+        if sig.cow_report:
+            sig.cow_report = False
             attribution.on_request(lambda: self.slot.heartbeat(time.monotonic()))
         if self.app_threads is not None:
             done = self.app_threads.done
@@ -287,7 +268,7 @@ class WorkerLoop:
     # ----------------------------------------------------------------- accepting
 
     def _start_accepting(self) -> None:
-        if not self.accepting and self.listeners and not self.draining:
+        if not self.accepting and self.listeners and not self.draining and not self.paused:
             for fd in self.listeners:
                 self.ep.register(fd, _EPOLLIN | select.EPOLLEXCLUSIVE)
             self.accepting = True
@@ -304,8 +285,9 @@ class WorkerLoop:
         limit = self.settings.max_connections
         before = len(self.conns)
         for _ in range(self.settings.accept_batch):
-            if len(self.conns) >= limit:
-                self._stop_accepting()  # resumed in _close when a slot frees up
+            victim = oldest_silent(self.conns.values()) if len(self.conns) >= limit else None
+            if len(self.conns) >= limit and victim is None:
+                self._stop_accepting()  # resumed in _close when a slot frees up, or _tick
                 break
             try:
                 sock, addr = lsock.accept()
@@ -317,6 +299,8 @@ class WorkerLoop:
                 error_log.warning("accept failed, pausing accepts for a second: %s", exc)
                 self._stop_accepting()
                 break
+            if victim is not None:
+                self._close(victim)  # only now that a client is known to be waiting
             self._add_conn(sock, addr, lfd)
         if len(self.conns) != before:
             self.slot.set_connections(len(self.conns))
@@ -349,11 +333,11 @@ class WorkerLoop:
     def _on_conn_event(self, conn: Conn, ev: int) -> None:
         state = conn.state
         if state == WRITING:
-            if self._pump(conn):
-                self._advance(conn)
+            self._on_writable(conn)
             return
         if state == LINGER:
-            self._linger_read(conn)
+            if linger.read(conn, self.scratch, self.settings, self.now):
+                self._close(conn)
             return
         if state == APP:  # a stale event from this poll batch; a thread owns the socket now
             return
@@ -366,7 +350,7 @@ class WorkerLoop:
             return
         conn.proto.receive_data(data)
         if state == IDLE and data:
-            conn.state = HEAD
+            conn.state, conn.fresh = HEAD, False
             conn.deadline = self.now + self.settings.header_timeout_s
         self._advance(conn)
 
@@ -400,7 +384,7 @@ class WorkerLoop:
         """A head arrived: collect a small body here, or run the app with a streaming body."""
         conn.request = request
         conn.started = self.now
-        if self.term_requested:  # set even before the loop has seen the wake-up byte
+        if self.sig.term:  # set even before the loop has seen the wake-up byte
             conn.proto.close_after_cycle()
         length = request.content_length
         if (
@@ -417,6 +401,9 @@ class WorkerLoop:
 
     def _run_app(self, conn: Conn, source: Any) -> bool:
         """Call the app and start its response; True when the connection is ready for more."""
+        if self.paused:  # too many unsent bytes: run it once they drained
+            self._park(conn, source)
+            return False
         request = conn.request
         assert request is not None
         resp = StartResponse(conn.write)
@@ -431,15 +418,7 @@ class WorkerLoop:
         if self.app_threads is not None:
             self._hand_to_thread(conn, environ)
             return False
-        try:
-            result = self.app(environ, resp)
-        except Exception:
-            log_app_error(conn, "error in WSGI app")
-            return self._app_failed(conn)
-        conn.result = result
-        if type(result) is list and resp.status is not None and not resp.headers_sent:
-            return self._respond_list(conn, result, resp)
-        return self._respond_iter(conn, result, resp)
+        return self._pump(conn, conn.producer.call(self.app, environ))
 
     def _hand_to_thread(self, conn: Conn, environ: dict[str, Any]) -> None:
         """threads > 1: a thread owns the connection until it is back on the done queue."""
@@ -459,156 +438,111 @@ class WorkerLoop:
         elif self._finish(conn):
             self._advance(conn)
 
-    def _respond_list(self, conn: Conn, result: list[bytes], resp: StartResponse) -> bool:
-        """Fast path: the whole body is known, so send head and body in one ``send``."""
-        proto = conn.proto
-        try:
-            headers = resp.headers
-            length = body_length(result)
-            if resp.content_length is None:
-                headers = [*headers, (b"Content-Length", str(length).encode())]
-            elif length > resp.content_length and conn.request.method != b"HEAD":  # type: ignore[union-attr]
-                # Caught before anything is sent, so the client gets a clean 500.
-                raise LocalProtocolError("body longer than the app's Content-Length")
-            close_if_body_unsent(conn)
-            parts = [proto.send_response(resp.status_code, headers, resp.reason)]
-            resp.headers_sent = True
-            parts.extend(map(proto.send_data, result))
-            parts.append(proto.send_eom())
-        except Exception:
-            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
-            return self._app_failed(conn)
-        conn.out = b"".join(parts)
-        return self._pump(conn)
-
-    def _respond_iter(self, conn: Conn, result: Iterable[bytes], resp: StartResponse) -> bool:
-        if isinstance(result, FileWrapper):
-            fd = result.fileno()
-            if fd is not None and prepare_sendfile(conn, fd, resp):
-                return self._pump(conn)
-        try:
-            conn.iterator = iter(result)
-        except Exception:
-            error_log.exception("WSGI app returned a non-iterable (%s)", describe(conn.request))
-            return self._app_failed(conn)
-        return self._pump(conn)
-
     def _app_write(self, conn: Conn, data: bytes) -> None:
         """PEP 3333 ``write()``: send the head if needed, then ``data``, before returning."""
-        resp = conn.resp
-        if resp is None or resp.status is None:
-            raise AssertionError("write() called before start_response()")
-        if type(data) is not bytes:
-            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        out = head_if_needed(conn) + conn.proto.send_data(data)
+        out = conn.producer.write(data)
         conn.bytes_out += send_blocking(conn.sock, out, self.settings.send_timeout_s)
-
-    def _app_failed(self, conn: Conn) -> bool:
-        """The app raised: answer 500 if nothing was sent yet, else cut the connection."""
-        self._close_result(conn)
-        conn.iterator, conn.file = None, None
-        resp = conn.resp
-        if resp is not None and resp.headers_sent:
-            self._close(conn)
-            return False
-        proto = conn.proto
-        conn.must_close = True
-        try:
-            if conn.body_error is not None and not proto.response_started:
-                conn.out = proto.error_response(conn.body_error)
-                if resp is not None:
-                    resp.status_code = conn.body_error.status  # for the stats and the log
-            else:
-                conn.out = internal_error(proto)
-                if resp is not None:
-                    resp.status_code = 500
-        except Exception:
-            error_log.exception("could not send the error response")
-            self._close(conn)
-            return False
-        return self._pump(conn)
 
     # ----------------------------------------------------------------- writing
 
-    def _pump(self, conn: Conn) -> bool:
-        """Send pending bytes and pull the app's next chunks until done or the socket blocks.
+    def _pump(self, conn: Conn, step: Step) -> bool:
+        """Send the producer's steps until the response is done or the socket blocks.
 
         True when the response is complete and the connection can take the next request.
         """
         sock = conn.sock
+        producer = conn.producer
         while True:
-            out = conn.out
-            if out:
-                try:
-                    sent = sock.send(out)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    self._close(conn)  # the client went away mid-response
+            kind = type(step)
+            if kind is bytes:
+                if step:
+                    try:
+                        sent = sock.send(step)  # type: ignore[arg-type]
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:
+                        self._close(conn)  # the client went away mid-response
+                        return False
+                    conn.bytes_out += sent
+                    if sent < len(step):  # type: ignore[arg-type]
+                        conn.out = memoryview(step)[sent:]  # type: ignore[arg-type]
+                        self._wait_writable(conn)
+                        return False
+            elif step is DONE:
+                return self._finish(conn)
+            elif kind is list:
+                if not self._send_list(conn, step):  # type: ignore[arg-type]
                     return False
-                conn.bytes_out += sent
-                if sent < len(out):
-                    conn.out = memoryview(out)[sent:]
-                    self._wait_writable(conn)
-                    return False
-                conn.out = b""
-            if conn.file is not None:
+            elif kind is SendFile:
+                conn.file = step  # type: ignore[assignment]
                 if not self._send_file(conn):
                     return False
-                continue
-            if conn.iterator is None:
-                return self._finish(conn)
-            if not self._next_chunk(conn):
+            else:  # ABORT
+                self._close(conn)
                 return False
+            if producer.ended:  # what next() would say is DONE: skip the call
+                return self._finish(conn)
+            step = producer.next()
 
-    def _next_chunk(self, conn: Conn) -> bool:
-        """Put the app's next chunk (or the end of the message) into ``conn.out``."""
-        assert conn.iterator is not None
-        try:
-            chunk = next(conn.iterator)
-            if type(chunk) is not bytes:  # checked before the head can go out: a clean 500
-                raise TypeError(f"WSGI body items must be bytes, not {type(chunk).__name__}")
-            if chunk:
-                conn.out = head_if_needed(conn, len(chunk)) + conn.proto.send_data(chunk)
-            return True
-        except StopIteration:
-            conn.iterator = None
-        except Exception:
-            log_app_error(conn, "error in WSGI app's response")
-            return self._app_failed(conn) and False
-        try:
-            conn.out = head_if_needed(conn) + conn.proto.send_eom()
-        except Exception:
-            error_log.exception("invalid response from WSGI app (%s)", describe(conn.request))
-            return self._app_failed(conn) and False
-        return True
+    def _on_writable(self, conn: Conn) -> None:
+        """EPOLLOUT: send what a short send left, then carry on with the producer."""
+        out = conn.out
+        if out:
+            conn.out = b""
+            if not self._send_list(conn, out if type(out) is list else [out]):  # type: ignore[list-item]
+                return
+        if conn.held:
+            self._release(conn)
+        if conn.file is not None and not self._send_file(conn):
+            return
+        if self._pump(conn, conn.producer.next()):
+            self._advance(conn)
 
-    def _send_file(self, conn: Conn) -> bool:
-        """One ``os.sendfile`` step; False when waiting for the socket or closed."""
-        assert conn.file is not None
-        fd, offset, remaining = conn.file
+    def _send_list(self, conn: Conn, bufs: list[bytes | memoryview]) -> bool:
+        """Send buffers as they are; False when waiting for the socket (tail kept) or closed."""
         try:
-            sent = os.sendfile(conn.fd, fd, offset, remaining)
-        except (BlockingIOError, InterruptedError):
-            self._wait_writable(conn)
-            return False
+            sent, rest = send_buffers(conn.sock, bufs)
         except OSError:
             self._close(conn)
             return False
-        if sent == 0:  # the file shrank under us: the promised length cannot be met
-            error_log.error("file ended early in sendfile (%s)", describe(conn.request))
-            self._close(conn)
-            return False
         conn.bytes_out += sent
-        account_body(conn.proto, sent)
-        if sent < remaining:
-            conn.file = (fd, offset + sent, remaining - sent)
-            return True
+        if rest:
+            conn.out = rest
+            self._wait_writable(conn)
+            return False
+        return True
+
+    def _send_file(self, conn: Conn) -> bool:
+        """``os.sendfile`` until the range is out; False when waiting for the socket or closed."""
+        file = conn.file
+        assert file is not None
+        fd, offset, remaining = file
+        while remaining:
+            try:
+                sent = os.sendfile(conn.fd, fd, offset, remaining)
+            except (BlockingIOError, InterruptedError):
+                conn.file = SendFile(fd, offset, remaining)
+                self._wait_writable(conn)
+                return False
+            except OSError:
+                self._close(conn)
+                return False
+            if sent == 0:  # the file shrank under us: the promised length cannot be met
+                error_log.error("file ended early in sendfile (%s)", describe(conn.request))
+                self._close(conn)
+                return False
+            conn.bytes_out += sent
+            offset += sent
+            remaining -= sent
         conn.file = None
-        conn.out = conn.proto.send_eom()
         return True
 
     def _wait_writable(self, conn: Conn) -> None:
+        if conn.out and not conn.held:
+            conn.held = self.pending.hold(conn.out)
+            limit = self.settings.max_pending_bytes
+            if limit and self.pending.total > limit and not self.paused:
+                self._pause()
         if conn.state != WRITING:
             conn.state = WRITING
         conn.deadline = self.now + self.settings.send_timeout_s
@@ -618,11 +552,11 @@ class WorkerLoop:
 
     def _finish(self, conn: Conn) -> bool:
         """The response is out: record it, then reuse or close the connection."""
-        self._close_result(conn)
+        conn.producer.close()
         end = self.now = time.monotonic()
         request, resp = conn.request, conn.resp
         status = resp.status_code if resp is not None else 0
-        bytes_in = conn.input.bytes_read if conn.input is not None else 0
+        bytes_in = conn.proto.take_received()
         self.slot.finish_request(end, status, end - conn.started, bytes_in, conn.bytes_out)
         if self.writes is not None and request is not None:
             self.writes.after_request(request.path)  # after the latency figure: not in it
@@ -638,6 +572,10 @@ class WorkerLoop:
         if conn.must_close or not proto.start_next_cycle():
             if conn.body_error is not None:
                 self._linger(conn)  # the peer may still be sending the body it broke off
+            elif request is not None and linger.body_unread(
+                conn, request, self.settings.buffer_body_max
+            ):
+                self._linger(conn, body=True)  # closing now would reset: the peer may lose it
             else:
                 self._close(conn)
             return False
@@ -649,8 +587,42 @@ class WorkerLoop:
             conn.state, conn.deadline = IDLE, end + min(idle_s, self.settings.keepalive_timeout_s)
         return True
 
-    def _close_result(self, conn: Conn) -> None:
-        close_result(conn)
+    # ----------------------------------------------------------------- unread responses
+
+    def _pause(self) -> None:
+        """Over ``max_pending_bytes``: stop accepting and park new app calls until the slow
+        readers drained (or their ``send_timeout_s`` closed them)."""
+        self.paused = True
+        self._stop_accepting()
+        error_log.warning(
+            "%d MiB held for clients that do not read: pausing new requests",
+            self.pending.total >> 20,
+        )
+
+    def _park(self, conn: Conn, source: Any) -> None:
+        self.ep.unregister(conn.fd)
+        conn.state, conn.deadline, conn.source = PARKED, float("inf"), source
+        self.parked.append(conn)
+
+    def _release(self, conn: Conn) -> None:
+        self.pending.release(conn.held)
+        conn.held = []
+        if self.paused and self.pending.total <= self.settings.max_pending_bytes:
+            self.paused = False
+            self.resume_due = True  # from the loop, not from inside another connection's send
+
+    def _resume_parked(self) -> None:
+        self.resume_due = False
+        parked, self.parked = self.parked, []
+        for conn in parked:
+            if self.conns.get(conn.fd) is not conn:
+                continue  # closed meanwhile
+            self.ep.register(conn.fd, _EPOLLIN)
+            conn.state, source, conn.source = BODY, conn.source, None
+            if self._run_app(conn, source):  # parks it again if the limit is hit once more
+                self._advance(conn)
+        if len(self.conns) < self.settings.max_connections:
+            self._start_accepting()
 
     # ----------------------------------------------------------------- errors and closing
 
@@ -668,29 +640,13 @@ class WorkerLoop:
             log_request(self.access, conn.remote, conn.request, exc.status, 0)
         self._linger(conn)
 
-    def _linger(self, conn: Conn) -> None:
-        self._close_result(conn)
-        try:
-            conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._close(conn)
-            return
+    def _linger(self, conn: Conn, body: bool = False) -> None:
+        """Close lingering (``corral.worker.linger``): the peer reads the answer, not a reset."""
+        conn.producer.close()
         if conn.writing:
             conn.writing = False
             self.ep.modify(conn.fd, _EPOLLIN)
-        conn.state = LINGER
-        conn.deadline = self.now + self.settings.linger_timeout_s
-        conn.linger_left = self.settings.linger_max_bytes
-
-    def _linger_read(self, conn: Conn) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        conn.linger_left -= len(data)
-        if not data or conn.linger_left <= 0:
+        if not linger.start(conn, self.settings, self.now, body):
             self._close(conn)
 
     def _on_deadline(self, conn: Conn) -> None:
@@ -706,33 +662,17 @@ class WorkerLoop:
         if conn.state == APP:  # stopping with a thread in the app: it still owns the socket
             self.slot.set_connections(len(self.conns))
             return
-        self._close_result(conn)
+        conn.producer.close()
+        if conn.held:
+            self._release(conn)
         with contextlib.suppress(OSError):
             self.ep.unregister(conn.fd)
         conn.sock.close()
-        # Break conn -> write partial -> conn and conn -> StartResponse -> partial -> conn, so
-        # a closed connection is freed by refcount, not left to the cyclic GC.
+        # Break conn -> write partial -> conn, conn -> StartResponse -> partial -> conn and
+        # conn -> producer -> conn, so a closed connection is freed by refcount, not left to
+        # the cyclic GC.
         conn.reset()
-        del conn.write
+        del conn.write, conn.producer
         self.slot.set_connections(len(self.conns))
         if not self.accepting and not self.draining:
             self._start_accepting()
-
-
-def reopen_log_files() -> None:
-    """SIGUSR1: let every FileHandler reopen its file on the next record (log rotation)."""
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.FileHandler):
-                with handler.lock or contextlib.nullcontext():
-                    if handler.stream is not None:
-                        handler.stream.close()
-                        handler.stream = None
-
-
-def _server_address(lsock: socket.socket) -> tuple[str, str]:
-    """(SERVER_NAME, SERVER_PORT) of a listener, used when a request has no Host."""
-    if lsock.family in (socket.AF_INET, socket.AF_INET6):
-        addr = lsock.getsockname()
-        return str(addr[0]), str(addr[1])
-    return "localhost", "80"  # a unix socket has no port; keep URLs buildable

@@ -43,6 +43,9 @@ class WorkerSettings:
     root_path: str  # SCRIPT_NAME; stripped from PATH_INFO when it is a prefix
     url_scheme: str
     max_connections: int  # open client connections; accepting pauses at the limit
+    # Bytes held for responses clients have not read yet (distinct buffers); past it the
+    # worker pauses accepting and starting new requests until they drain. 0: no limit.
+    max_pending_bytes: int
     accept_batch: int  # connections accepted per listener wake-up
     track_writes: bool  # count pre-fork pages written per request path (opt-in)
     # (soft limit bytes, metric, hard limit bytes): the worker's own check, see memguard.py
@@ -57,3 +60,5 @@ class WorkerSettings:
             raise ValueError("root_path must start with '/' and not end with '/'")
         if self.max_connections < 1 or self.accept_batch < 1:
             raise ValueError("max_connections and accept_batch must be >= 1")
+        if self.max_pending_bytes < 0:
+            raise ValueError("max_pending_bytes must be >= 0")

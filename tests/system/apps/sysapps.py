@@ -81,3 +81,12 @@ def method_app(environ: dict[str, Any], start_response: StartResponse) -> Iterab
     """Echo the method and SERVER_SOFTWARE back: custom methods reach the app."""
     body = f"{environ['REQUEST_METHOD']} {environ.get('SERVER_SOFTWARE', '')}".encode()
     return _reply(start_response, body)
+
+
+_TEN_MIB = b"t" * (10 << 20)  # built once at import (in the zygote), shared by every response
+
+
+def big_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """The same preallocated 10 MiB object in a list, for every request."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [_TEN_MIB]
