@@ -24,7 +24,7 @@ def settings_markdown() -> str:
     out = [
         "# Settings\n",
         "Generated from `corral/config.py` by `corral settings --markdown`; do not edit.",
-        "To add a setting: add a `Setting(...)` row next to related ones in `corral/config.py`,",
+        "To add a setting: add a `Setting(...)` row next to related ones in `corral/settings_rows/`,",
         "then run `make settings` (regenerates this page and the typed `corral/_settings_gen.py`;",
         "the tests fail while either is stale). Merging branches that added rows needs the same",
         "step once after the merge.\n",
