@@ -295,6 +295,9 @@ def _scrape(hostport: str, stop: threading.Event) -> None:
             return
 
 
+_EMFILE_NOTES = ("memory monitoring failed", "cannot read /proc/")
+
+
 def test_master_survives_running_out_of_its_own_fds(corral_factory: Any) -> None:
     """EMFILE in the master's own periodic work (/proc sampling) is logged once and backed off;
     the master keeps supervising and serving, and recovers when fds are free again."""
@@ -312,7 +315,9 @@ def test_master_survives_running_out_of_its_own_fds(corral_factory: Any) -> None
         for _ in range(10):  # take the master's last free fds through its stats port
             s = socket.create_connection((host, int(port)), timeout=5)
             clients.append(s)
-        c.wait_log("memory monitoring failed", timeout=20)
+        # which periodic step meets EMFILE first is a race: the /proc reader (a sample skipped,
+        # logged once per outage) or another step (the guard: logged once, backed off)
+        wait_for(lambda: any(m in c.log() for m in _EMFILE_NOTES), timeout=20)
         assert c.get("/")[0] == 200 and _alive(c.pid)
         crashed = worker_pids(c.pid)[0]
         os.kill(crashed, signal.SIGKILL)  # supervision goes on while out of fds
@@ -321,7 +326,13 @@ def test_master_survives_running_out_of_its_own_fds(corral_factory: Any) -> None
         for s in clients:
             s.close()
         resource.prlimit(c.pid, resource.RLIMIT_NOFILE, (soft, hard))
-    c.wait_log("memory monitoring works again", timeout=20)
-    assert c.log().count("memory monitoring failed") == 1
+    if "memory monitoring failed" in c.log():
+        c.wait_log("memory monitoring works again", timeout=20)
+    with socket.create_connection((host, int(port)), timeout=5) as s:  # accepts again
+        s.sendall(f"GET /healthz HTTP/1.1\r\nHost: {stats}\r\nConnection: close\r\n\r\n".encode())
+        assert s.recv(64).startswith(b"HTTP/1.1 200")
+    log = c.log()
+    # once per outage, not once per sample (every 0.2 s for each of 2 workers)
+    assert log.count("memory monitoring failed") <= 1 and log.count("cannot read /proc/") <= 10
     c.signal(signal.SIGTERM)
     assert c.wait(15) == 0, c.log()
