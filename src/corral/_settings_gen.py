@@ -161,3 +161,14 @@ class Settings:
     #: Access log line in gunicorn's atoms, e.g. '%(h)s "%(r)s" %(s)s %(b)s %(D)s'; empty = the
     #: access_log format. Turns the access log on.
     access_log_format: str
+    #: Answer this path on the app's own port in the worker loop, without calling the app: 200
+    #: while serving, 503 once stopping (e.g. /healthz; empty = off).
+    health_path: str
+    #: On SIGTERM, health checks turn 503 at once but corral keeps serving and accepting this
+    #: long (lame duck) before it stops listening, so balancers take the host out first.
+    #: HAProxy: inter x fall + inter; Kubernetes: a few seconds (docs/fleet.md).
+    shutdown_delay_s: float
+    #: While draining, an idle keep-alive connection is kept this long for one last request
+    #: (answered with Connection: close), then closed after checking nothing arrived. Keep it
+    #: above the balancer's idle pool timeout (nginx upstream keepalive_timeout).
+    drain_idle_s: float

@@ -7,7 +7,7 @@ Theory of operation.
 - A *generation* is a zygote (which imported the app) plus the workers it forked. HUP starts
   generation N+1 beside N; only when all of N+1's workers report READY on the scoreboard are N's
   workers told to drain (SIGTERM). If N+1 fails to import or boot, it is discarded and N serves on.
-  The listeners never close, so no connection is refused.
+  The listeners stay open, so no connection is refused.
 - Replacing one worker (max-requests, memory) is the same "spawn before kill": the replacement is
   READY before the old one stops accepting; one replacement at a time.
 - Workers are adopted by the master (child subreaper), so ``waitpid`` here sees every exit and
@@ -56,6 +56,7 @@ from corral.master.listeners import Address
 from corral.master.monitor import MemoryReport, Monitor, MonitorInput, MonitorSettings
 from corral.master.processes import Processes
 from corral.master.statsglue import StatsGlue, start_stats_server
+from corral.master.stopping import WORKER_SIGNAL, ZYGOTE_STEPS, Step, StopSequence
 from corral.master.workers import Generation, GenState, Recycle, WorkerRecord, WorkerTable
 from corral.master.zygote import ZygoteContext, zygote_main
 from corral.memory.recycle import jittered_max_requests
@@ -98,7 +99,7 @@ class Arbiter:
         self.reload_again = False
         self.phase = "booting"  # booting -> running -> stopping
         self.exit_code = exitcodes.OK
-        self.stop_deadline = 0.0
+        self.stopping = StopSequence(cfg.shutdown_delay_s, cfg.graceful_timeout_s, ABORT_GRACE_S)
         self.next_wid = 1
         self.listeners: list[socket.socket] = []
         self.addresses: list[Address] = []
@@ -396,9 +397,7 @@ class Arbiter:
     def _on_zygote_exit(self, gen: Generation, status: int) -> None:
         gen.zygote_alive = False
         self._close_reply_later(gen)
-        if gen.cmd_w >= 0:
-            os.close(gen.cmd_w)
-            gen.cmd_w = -1
+        gen.close_commands()
         if gen.state == GenState.LOADING:
             gen.state = GenState.FAILED
             code = policy.decode_status(status)
@@ -433,10 +432,8 @@ class Arbiter:
             self._guard("stats", self.stats.tick, now)
         self._guard("escalation", self._escalate, now)
         self._guard("watchdog", self.handoff.tick, now)
-        if self.phase == "stopping" and now > self.stop_deadline:
-            for worker in self.table.workers.values():
-                if worker.pid:
-                    self.procs.kill(worker.pid, signal.SIGKILL)
+        if self.phase == "stopping":
+            self._apply_stop(self.stopping.tick(now))
 
     def _reap(self) -> None:
         exits = self.procs.reap()
@@ -578,9 +575,7 @@ class Arbiter:
         for worker in list(self.table.workers.values()):
             if worker.gen == gen.number:
                 self._stop(worker, reason)
-        if gen.cmd_w >= 0:
-            os.close(gen.cmd_w)  # EOF: the zygote exits
-            gen.cmd_w = -1
+        gen.close_commands()  # EOF: the zygote exits
 
     def _check_timeouts(self, now: float) -> None:
         timeout = self.cfg.timeout_s
@@ -669,22 +664,27 @@ class Arbiter:
                 self.procs.kill(worker.pid, signal.SIGUSR1)
 
     def _begin_stop(self, fast: bool, code: int = exitcodes.OK) -> None:
-        if self.phase == "stopping" and not fast:
-            return
-        self.phase = "stopping"
-        self.handoff.stopping()
+        if self.phase != "stopping":
+            self.handoff.stopping()
+        self.phase = "stopping"  # the stats port's /healthz answers 503 from now on
         self.exit_code = code or self.exit_code
-        grace = ABORT_GRACE_S if fast else self.cfg.graceful_timeout_s
-        self.stop_deadline = self.clock() + grace + 1.0
-        sig = signal.SIGQUIT if fast else signal.SIGTERM
-        for worker in list(self.table.workers.values()):
-            self._stop(worker, ExitReason.SHUTDOWN, sig=sig, again=fast)
-        for gen in self.gens.values():
-            if gen.cmd_w >= 0:
-                os.close(gen.cmd_w)
-                gen.cmd_w = -1
-            if gen.zygote_alive:
-                self.procs.kill(gen.zygote_pid, signal.SIGTERM)
+        self._apply_stop(self.stopping.begin(self.clock(), fast=fast))
+
+    def _apply_stop(self, steps: list[Step]) -> None:
+        """Carry out the stop sequence's decisions (corral.master.stopping)."""
+        for step in steps:
+            for gen in self.gens.values() if step in ZYGOTE_STEPS else ():
+                gen.close_commands()  # and TERM: a zygote holds copies of the listeners
+                if gen.zygote_alive:
+                    self.procs.kill(gen.zygote_pid, signal.SIGTERM)
+            for sock in self.listeners if step is Step.CLOSE_LISTENERS else ():
+                sock.close()  # with the workers' copies gone, connections are refused
+            sig = WORKER_SIGNAL.get(step, 0)
+            for worker in list(self.table.workers.values()) if sig else ():
+                if step in (Step.DRAIN, Step.STOP_NOW):
+                    self._stop(worker, ExitReason.SHUTDOWN, sig, again=step is Step.STOP_NOW)
+                elif worker.pid:
+                    self.procs.kill(worker.pid, sig)
 
     def _cleanup(self) -> None:
         if self.stats is not None:

@@ -60,6 +60,8 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         track_writes=cfg.track_writes,
         memory_limits=memory_limits(cfg),
         max_pending_bytes=cfg.max_pending_response_mib * 1024 * 1024,
+        health_path=cfg.health_path,
+        drain_idle_s=cfg.drain_idle_s,
     )
 
 

@@ -9,6 +9,7 @@ arbiter or reaches into its fields. A worker's stage is ``WorkerRecord.state``, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -73,6 +74,12 @@ class Generation:
     next_spawn_at: float = 0.0
     zygote_alive: bool = True
     failure: str = ""
+
+    def close_commands(self) -> None:
+        """Close the command pipe: at EOF the zygote exits."""
+        if self.cmd_w >= 0:
+            os.close(self.cmd_w)
+            self.cmd_w = -1
 
 
 @dataclass

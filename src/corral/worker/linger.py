@@ -42,6 +42,17 @@ def start(conn: Conn, settings: WorkerSettings, now: float, body: bool) -> bool:
     return True
 
 
+def quiet(sock: socket.socket) -> bool:
+    """Nothing has arrived on an idle connection (no request bytes, no EOF): safe to close."""
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # a request's first byte, or EOF
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        pass  # a reset: the read path sees it and closes
+    return False
+
+
 def read(conn: Conn, scratch: bytearray, settings: WorkerSettings, now: float) -> bool:
     """Read and discard what arrived; True when the lingering close is over (close it)."""
     try:

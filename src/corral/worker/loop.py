@@ -58,7 +58,7 @@ from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, Proto
 from corral.logfiles import reopen_log_files
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.stats.protocol import SlotWriter, WorkerState
-from corral.worker import linger
+from corral.worker import health, linger
 from corral.worker.accesslog import log_request
 from corral.worker.body import StreamSource, send_blocking
 from corral.worker.conn import (
@@ -94,11 +94,8 @@ error_log = logging.getLogger("corral.error")
 
 RECV_SIZE = 65536
 TICK_S = 1.0  # heartbeat and deadline sweep period
-# During a drain an idle keep-alive connection gets this long to send one more request (answered
-# with "Connection: close") before it is closed. Closing it at once races with a client that is
-# sending on it at that moment: its request meets a reset and is lost. A busy client sends within
-# microseconds; one idle for a second is not about to, so the close is then safe in practice.
-DRAIN_IDLE_S = 1.0
+# Accepted on drain before the listener is closed: what is queued would be reset by the last close.
+DRAIN_ACCEPT_MAX = 4096
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 
@@ -254,6 +251,8 @@ class WorkerLoop:
         self.drain_deadline = self.now + self.settings.graceful_timeout_s
         self.slot.set_state(WorkerState.DRAINING)
         self._stop_accepting()
+        for fd in self.listeners:
+            self._accept(fd, DRAIN_ACCEPT_MAX)  # served with "Connection: close", not reset
         for lsock in self.listeners.values():
             lsock.close()  # our copy only; the master and other workers keep theirs
         self.listeners.clear()
@@ -261,7 +260,7 @@ class WorkerLoop:
             if conn.state == APP:
                 continue  # a thread owns it; its request already knows about the drain
             if conn.state == IDLE and conn.proto.buffered_bytes == 0:
-                conn.deadline = min(conn.deadline, self.now + DRAIN_IDLE_S)
+                conn.deadline = min(conn.deadline, self.now + self.settings.drain_idle_s)
             elif conn.request is not None and not conn.proto.response_started:
                 conn.proto.close_after_cycle()
 
@@ -280,11 +279,11 @@ class WorkerLoop:
                     self.ep.unregister(fd)
             self.accepting = False
 
-    def _accept(self, lfd: int) -> None:
+    def _accept(self, lfd: int, batch: int = 0) -> None:
         lsock = self.listeners[lfd]
         limit = self.settings.max_connections
         before = len(self.conns)
-        for _ in range(self.settings.accept_batch):
+        for _ in range(batch or self.settings.accept_batch):
             victim = oldest_silent(self.conns.values()) if len(self.conns) >= limit else None
             if len(self.conns) >= limit and victim is None:
                 self._stop_accepting()  # resumed in _close when a slot frees up, or _tick
@@ -406,6 +405,9 @@ class WorkerLoop:
             return False
         request = conn.request
         assert request is not None
+        app, ha = self.app, self.settings.health_path  # answered here, never by the app:
+        if ha and (canned := health.answer(request.path, ha, self.draining or self.sig.lame)):
+            app = health.wsgi_app(canned)
         resp = StartResponse(conn.write)
         inp = InputStream(source or empty_source)
         conn.resp, conn.input = resp, inp
@@ -415,10 +417,10 @@ class WorkerLoop:
         if self.writes is not None:
             self.writes.before_request()
         self.slot.start_request(self.now, request.method, request.path)
-        if self.app_threads is not None:
+        if self.app_threads is not None and app is self.app:
             self._hand_to_thread(conn, environ)
             return False
-        return self._pump(conn, conn.producer.call(self.app, environ))
+        return self._pump(conn, conn.producer.call(app, environ))
 
     def _hand_to_thread(self, conn: Conn, environ: dict[str, Any]) -> None:
         """threads > 1: a thread owns the connection until it is back on the done queue."""
@@ -582,8 +584,10 @@ class WorkerLoop:
         conn.reset()
         if proto.buffered_bytes:
             conn.state, conn.deadline = HEAD, end + self.settings.header_timeout_s
-        else:  # while draining, a short wait for one last request (see DRAIN_IDLE_S)
-            idle_s = DRAIN_IDLE_S if self.draining else self.settings.keepalive_timeout_s
+        else:  # while draining, a short wait for one last request (drain_idle_s)
+            idle_s = (
+                self.settings.drain_idle_s if self.draining else self.settings.keepalive_timeout_s
+            )
             conn.state, conn.deadline = IDLE, end + min(idle_s, self.settings.keepalive_timeout_s)
         return True
 
@@ -653,7 +657,11 @@ class WorkerLoop:
         state = conn.state
         if state in (HEAD, BODY):
             self._protocol_error(conn, ProtocolError(408, "Request Timeout"))
-        else:  # IDLE keep-alive expiry, a stalled reader, or linger time over
+        elif state == IDLE and not linger.quiet(conn.sock):  # read before close: bytes came
+            self._on_conn_event(conn, _EPOLLIN)  # a last request, or the peer's EOF
+        elif state == IDLE:
+            self._linger(conn)  # FIN, then read: a request sent meanwhile meets no reset
+        else:  # a stalled reader, or linger time over
             self._close(conn)
 
     def _close(self, conn: Conn) -> None:

@@ -50,6 +50,8 @@ class WorkerSettings:
     track_writes: bool  # count pre-fork pages written per request path (opt-in)
     # (soft limit bytes, metric, hard limit bytes): the worker's own check, see memguard.py
     memory_limits: tuple[int, str, int]
+    health_path: str  # answered by the loop itself (corral.worker.health); "" = off
+    drain_idle_s: float  # while draining, how long an idle kept-alive connection is kept
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
