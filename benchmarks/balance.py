@@ -21,7 +21,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from corral.launch import corral_serve, spawn
@@ -120,8 +119,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--log", type=Path, default=Path("/tmp/corral-balance.log"))
     args = p.parse_args()
-    print(f"| workers | run | connections per worker | largest share | bound |  "
-          f"(wrk -t2 -c{args.connections} -d{args.seconds:g}s, {sys.version.split()[0]})")  # fmt: skip
+    load = f"wrk -t2 -c{args.connections} -d{args.seconds:g}s, {sys.version.split()[0]}"
+    print(f"| workers | run | connections per worker | largest share | bound |  ({load})")
     print("|---:|---:|---|---:|---:|")
     worst_ok = True
     for workers in (int(w) for w in args.workers.split(",")):
