@@ -93,12 +93,16 @@ def gunicorn(worker_class: str, threads: int) -> Builder:
 
 
 def uwsgi(app: str, port: int, workers: int) -> Launch:
-    """uWSGI (pyuwsgi wheel) on its HTTP/1.1 socket.
+    """uWSGI (pyuwsgi wheel) on its HTTP/1.1 socket, ``CONNECTIONS`` threads per process.
 
     ``--http-socket`` with ``--http-keepalive`` still closes after every response in 2.0 (the
-    keep-alive flag belongs to the HTTP router); ``--http11-socket`` is the keep-alive one.
+    keep-alive flag belongs to the HTTP router); ``--http11-socket`` is the keep-alive one. It
+    serves one connection per thread until the client closes it, so without ``--threads`` a
+    process serves one of wrk's connections and the rest wait (the earlier "uWSGI 3x" figure
+    was that: one connection's requests per CPU-second).
     """
     argv = [str(BIN / "pyuwsgi"), "--http11-socket", f"127.0.0.1:{port}"]
+    argv += ["--threads", str(CONNECTIONS)]
     argv += ["--master", "--processes", str(workers), "--disable-logging", "--die-on-term"]
     argv += ["--need-app", "--chdir", str(APPS), "--module", app]
     return Launch(argv)

@@ -3,6 +3,8 @@
 * One llhttp parser per connection is reused across bodiless keep-alive heads: every corpus
   case must get the same verdict after any earlier request on the same connection as on a
   fresh connection.
+* A head that passed every check is remembered by its bytes (per ``Limits``): a hit returns the
+  same ``Request``, and must give every corpus case the verdict a miss gives.
 * ``writer.build_head`` caches the serialised header block per (status, reason, headers);
   ``checks.check_host`` remembers valid Host values; the environ caches Host splits. Hits must
   give what a miss gives, failures must never be cached, and every cache stays bounded.
@@ -16,10 +18,12 @@ from corral.http import (
     PAUSED,
     Connection,
     EndOfMessage,
+    Limits,
     LocalProtocolError,
     ProtocolError,
     Request,
     checks,
+    connection,
     writer,
 )
 from corral.wsgi import environ as wsgi_environ
@@ -75,16 +79,67 @@ def _cycle(conn: Connection, raw: bytes) -> Request:
 
 
 def test_parser_is_reused_only_after_bodiless_heads() -> None:
+    # Heads never seen before (a seen head is a cache hit and llhttp is not asked again).
+    unique = b"X-Test: %d\r\n" % id(object())
     conn = Connection()
-    _cycle(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    _cycle(conn, b"GET /1 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
     parser = conn._parser
     assert parser is not None
-    _cycle(conn, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    _cycle(conn, b"GET /2 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
     assert conn._parser is parser
-    _cycle(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
+    _cycle(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n" + unique + b"\r\nab")
     assert conn._parser is None  # llhttp would take the next head for body bytes
-    _cycle(conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    _cycle(conn, b"GET /3 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
     assert conn._parser is not None
+
+
+# ------------------------------------------------------------------ request head cache
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_a_seen_head_gets_the_verdict_of_an_unseen_one(case: Case) -> None:
+    connection._HEADS.clear()  # new Connections get fresh tables: the first replay misses
+    first = replay([case.raw], case.eof)
+    second = replay([case.raw], case.eof)  # every head that passed is now a hit
+    assert second == first, case.note
+
+
+def test_a_hit_is_the_same_request_and_still_frames_the_body() -> None:
+    raw = b"POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n"
+    conn = Connection()
+    first = _cycle(conn, raw + b"abc")
+    second = _cycle(conn, raw + b"abc")
+    assert second is first and first.content_length == 3
+
+
+def test_the_head_cache_is_per_limits() -> None:
+    raw = b"POST /l HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    Connection().receive_data(raw)  # nothing parsed yet
+    big = Connection()
+    big.receive_data(raw)
+    assert isinstance(big.next_event(), Request)  # cached for the default limits
+    small = Connection(Limits(max_body_size=10))
+    small.receive_data(raw)
+    with pytest.raises(ProtocolError) as exc:
+        small.next_event()
+    assert exc.value.status == 413
+
+
+def test_failures_are_not_cached_and_the_head_cache_is_bounded() -> None:
+    bad = b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n"
+    for _ in range(2):
+        conn = Connection()
+        conn.receive_data(bad)
+        with pytest.raises(ProtocolError):
+            conn.next_event()
+    heads = Connection()._heads
+    assert bad not in heads
+    for i in range(connection._HEAD_CACHE_MAX * 2):
+        _cycle(Connection(), b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+    assert 0 < len(heads) <= connection._HEAD_CACHE_MAX
+    long = b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"v" * connection._HEAD_CACHE_BYTES + b"\r\n\r\n"
+    _cycle(Connection(), long)
+    assert long not in heads
 
 
 def test_reused_parser_still_rejects_and_reports_like_a_fresh_one() -> None:
@@ -194,3 +249,58 @@ def test_host_caches_are_bounded() -> None:
 def test_server_split_cache_keys_on_the_default_port() -> None:
     assert wsgi_environ._server_of(b"example.com", "80") == ("example.com", "80")
     assert wsgi_environ._server_of(b"example.com", "8080") == ("example.com", "8080")
+
+
+# ------------------------------------------------------------------ app header lists, environ
+
+
+def test_frozen_headers_refuse_changes_and_keep_their_block() -> None:
+    frozen = writer.FrozenHeaders([(b"Content-Length", b"0"), DATE])
+    for change in (
+        lambda: frozen.append((b"X", b"y")),
+        lambda: frozen.__setitem__(0, (b"X", b"y")),
+        lambda: frozen.clear(),
+        lambda: frozen.extend([]),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert _head(200, frozen).data == _head(200, list(frozen)).data
+    assert frozen.memo is not None and frozen.memo[0] == 200
+    assert b"Content-Length" not in _head(204, frozen).data  # the status is checked on a hit
+    assert type([*frozen, (b"X", b"y")]) is list
+
+
+def test_the_same_header_tuples_are_encoded_once() -> None:
+    from corral.wsgi.response import encode_headers
+
+    pair = ("Content-Type", "text/plain")
+    length = ("Content-Length", "5")
+    first, cl = encode_headers([pair, length])
+    again, cl2 = encode_headers([pair, length])  # a new list, the same tuples: a hit
+    assert again is first and cl == cl2 == 5
+    other, cl3 = encode_headers([pair, ("Content-Length", "7")])  # equal names, new tuple
+    assert other is not first and cl3 == 7
+    assert list(other) == [(b"Content-Type", b"text/plain"), (b"Content-Length", b"7")]
+
+    class Sly(str):
+        pass
+
+    with pytest.raises(TypeError):  # equal to a cached list, but not of str: still refused
+        encode_headers([(Sly("Content-Type"), "text/plain"), ("Content-Length", "7")])
+
+
+def test_environ_part_is_reused_only_for_the_same_request_root_and_port() -> None:
+    conn = Connection()
+    request = _cycle(conn, b"GET /app/x?q=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\n")
+    base = wsgi_environ.connection_environ(
+        server_name="s", server_port="80", remote_addr="r", remote_port="1"
+    )
+    env = wsgi_environ.build_environ(request, base, None)
+    again = wsgi_environ.build_environ(request, base, "input")
+    assert again == {**env, "wsgi.input": "input"} and again is not env
+    mounted = wsgi_environ.build_environ(request, base, None, "/app")
+    assert (mounted["SCRIPT_NAME"], mounted["PATH_INFO"]) == ("/app", "/x")
+    other_port = wsgi_environ.build_environ(request, {**base, "SERVER_PORT": "8080"}, None)
+    assert other_port["SERVER_PORT"] == "8080" and env["SERVER_PORT"] == "80"
+    env["HTTP_X_A"] = "changed by the app"
+    assert wsgi_environ.build_environ(request, base, None)["HTTP_X_A"] == "1"

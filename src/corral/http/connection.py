@@ -107,6 +107,16 @@ _TOKEN_START: Final = frozenset(
     for b in b"\r!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_EOM: Final = EndOfMessage()  # no fields: one instance serves every cycle
+# Heads that passed every check, by their exact bytes, one table per ``Limits`` (only
+# ``max_body_size`` can change a verdict after framing, but a table per Limits is simplest).
+# A verdict depends on nothing but the head's bytes and the limits, so a hit returns what a
+# miss would: the same ``Request`` object (read-only; its lists are shared too). Clients send
+# the same head again and again (load generators, health checks, API clients on keep-alive).
+# Bounded: heads up to _HEAD_CACHE_BYTES bytes, _HEAD_CACHE_MAX of them, emptied when full.
+_HEADS: dict[Limits, dict[bytes, Request]] = {}
+_HEAD_CACHE_MAX: Final = 256
+_HEAD_CACHE_BYTES: Final = 2048
 
 
 class _NoCallbacks:
@@ -161,6 +171,10 @@ class Connection:
         self._chunked: ChunkedDecoder | None = None
         self._close_after = False
         self._parser: httptools.HttpRequestParser | None = None  # see _validate_head
+        heads = _HEADS.get(limits)
+        if heads is None:
+            heads = _HEADS[limits] = {}
+        self._heads = heads
         self._reset_scan()
         self._reset_response()
 
@@ -196,6 +210,12 @@ class Connection:
         """The next event, or NEED_DATA / PAUSED / CLOSED; raises ProtocolError."""
         if self._error is not None:
             raise self._error
+        state = self._state
+        if state == _BODY_LENGTH and not self._body_left:  # a bodiless request: its end
+            self._state = _DONE
+            return _EOM
+        if state == _HEAD and not self._buf and not self._eof:  # nothing pipelined
+            return NEED_DATA
         try:
             return self._next_event()
         except ProtocolError as exc:
@@ -225,7 +245,7 @@ class Connection:
         left = self._body_left
         if not left:
             self._state = _DONE
-            return EndOfMessage()
+            return _EOM
         buf = self._buf
         if not buf:
             if self._eof:
@@ -371,14 +391,26 @@ class Connection:
             raise ProtocolError(431, "request head too large")
 
     def _parse_head(self, head: bytes) -> Request:
-        first = head.find(b"\r\n")
-        rl = checks.parse_request_line(head[:first])
-        self._validate_head(head, rl.method)
-        request = self._build_request(rl, _Fields(head[first + 2 : -4]))
-        if request.chunked or request.content_length or not request.keep_alive:
-            self._parser = None  # llhttp now waits for a body (or is closed): not reusable
+        request = self._heads.get(head)
+        if request is None:  # not seen before: every check runs (see _HEADS)
+            first = head.find(b"\r\n")
+            rl = checks.parse_request_line(head[:first])
+            self._validate_head(head, rl.method)
+            request = self._build_request(rl, _Fields(head[first + 2 : -4]))
+            if request.chunked or request.content_length or not request.keep_alive:
+                self._parser = None  # llhttp now waits for a body (or is closed): not reusable
+            if len(head) <= _HEAD_CACHE_BYTES:
+                heads = self._heads
+                if len(heads) >= _HEAD_CACHE_MAX:
+                    heads.clear()
+                heads[head] = request
         self._request = request
-        self._start_body(request)
+        if request.chunked:
+            self._chunked = ChunkedDecoder(self._limits)
+            self._state = _BODY_CHUNKED
+        else:
+            self._body_left = request.content_length or 0
+            self._state = _BODY_LENGTH
         return request
 
     def _validate_head(self, head: bytes, method: bytes) -> None:
@@ -465,14 +497,6 @@ class Connection:
             rl.scheme,
             fields.dropped,  # dropped_headers
         )
-
-    def _start_body(self, request: Request) -> None:
-        if request.chunked:
-            self._chunked = ChunkedDecoder(self._limits)
-            self._state = _BODY_CHUNKED
-        else:
-            self._body_left = request.content_length or 0
-            self._state = _BODY_LENGTH
 
     # ------------------------------------------------------------------ cycle control
 

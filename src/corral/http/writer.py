@@ -152,8 +152,35 @@ _BLOCKS: dict[object, _Block] = {}
 _BLOCKS_MAX: Final = 256
 
 
+def _refuse(self: object, *args: object, **kwargs: object) -> None:
+    raise TypeError("FrozenHeaders cannot be changed")
+
+
+class FrozenHeaders(list[tuple[bytes, bytes]]):
+    """A header list that cannot be changed in place, so that what ``build_head`` derives
+    from it can be kept on it (``memo``): a hit costs an identity check instead of hashing
+    the list. ``corral.wsgi.response`` hands out one per distinct header list of the app.
+    Copies (``list(h)``, ``[*h, x]``) are plain lists."""
+
+    __slots__ = ("memo",)
+
+    def __init__(self, items: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(items)
+        self.memo: tuple[int, bytes | None, _Block] | None = None
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+
 def _block(status: int, reason: bytes | None, headers: list[tuple[bytes, bytes]]) -> _Block:
     """The cached ``_Block`` for these arguments, computed on a miss."""
+    if type(headers) is FrozenHeaders:
+        memo = headers.memo
+        if memo is not None and memo[0] == status and memo[1] == reason:
+            return memo[2]
+        fresh = _serialise(status, reason, headers)
+        headers.memo = (status, reason, fresh)
+        return fresh
     try:
         key: object = (status, reason, tuple(headers))
         block = _BLOCKS.get(key)

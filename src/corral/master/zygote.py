@@ -186,7 +186,8 @@ def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
 
     writer = ctx.scoreboard.writer(slot)
     install_gc_callbacks(writer)
-    return int(serve(app, ctx.listeners, worker_settings(ctx.cfg), writer))
+    census = ctx.scoreboard.census  # connections balanced across workers
+    return int(serve(app, ctx.listeners, worker_settings(ctx.cfg), writer, census))
 
 
 def _reset_signals() -> None:

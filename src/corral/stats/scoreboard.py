@@ -470,6 +470,17 @@ class Scoreboard:
             raise IndexError(f"slot {index} out of range 0..{self.nslots - 1}")
         return (HEADER_BYTES + index * SLOT_STRIDE) // 8 + field
 
+    def census(self) -> tuple[int, int]:
+        """Worker: (READY workers, connections they hold), one word of each per slot and no
+        seqlock (single words are stored whole); ``corral.worker.fairness`` balances on it."""
+        first, stride = HEADER_BYTES // 8, SLOT_STRIDE // 8
+        words = self._words
+        end = first + self.nslots * stride
+        states = words[first + STATE : end : stride].tolist()
+        conns = words[first + CONNECTIONS : end : stride].tolist()
+        ready = [c for s, c in zip(states, conns, strict=True) if s == WorkerState.READY]
+        return len(ready), sum(ready)
+
     def read_all(self) -> list[SlotSnapshot]:
         """Every slot, in index order."""
         return [self.read(i) for i in range(self.nslots)]

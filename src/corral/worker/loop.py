@@ -73,6 +73,7 @@ from corral.worker.conn import (
     oldest_silent,
     server_address,
 )
+from corral.worker.fairness import Census, FairAccept
 from corral.worker.memguard import MemoryGuard
 from corral.worker.outbuf import Pending, send_buffers
 from corral.worker.producer import DONE, SendFile, Step, describe
@@ -101,10 +102,15 @@ _EPOLLOUT = select.EPOLLOUT
 
 
 def serve(
-    app: WSGIApp, listeners: list[socket.socket], settings: WorkerSettings, slot: SlotWriter
+    app: WSGIApp,
+    listeners: list[socket.socket],
+    settings: WorkerSettings,
+    slot: SlotWriter,
+    census: Census | None = None,
 ) -> int:
-    """Serve ``app`` on ``listeners`` until told to stop; return the exit code (0 = normal)."""
-    return WorkerLoop(app, listeners, settings, slot).run()
+    """Serve ``app`` on ``listeners`` until told to stop; return the exit code (0 = normal).
+    ``census`` (the scoreboard's) balances connections across workers (worker/fairness.py)."""
+    return WorkerLoop(app, listeners, settings, slot, census).run()
 
 
 class WorkerLoop:
@@ -116,8 +122,10 @@ class WorkerLoop:
         listeners: list[socket.socket],
         settings: WorkerSettings,
         slot: SlotWriter,
+        census: Census | None = None,
     ) -> None:
         self.app = app
+        self.fair = FairAccept(census)
         self.settings = settings
         self.slot = slot
         self.ep = select.epoll()
@@ -178,6 +186,8 @@ class WorkerLoop:
             timeout = TICK_S if not self.draining else min(TICK_S, self.drain_deadline - self.now)
             if due is not None and due < timeout:
                 timeout = due
+            if self.fair.until:
+                timeout = min(timeout, self.fair.until - self.now)
             events = poll(max(timeout, 0.0))
             self.now = now = time.monotonic()
             for fd, ev in events:
@@ -190,6 +200,8 @@ class WorkerLoop:
                     self._on_wake()
             if self.resume_due:
                 self._resume_parked()
+            if self.fair.until and not self.accepting and self.fair.may_resume(len(conns), now):
+                self._start_accepting()  # held back over its fair share (worker/fairness.py)
             due = publish(now)  # the Python slot's batch, when due (the C one has none)
             if now >= self.memguard.due and self.memguard.check(now) and not self.draining:
                 self.sig.term = True  # past 1.25x its memory limit (worker/memguard.py):
@@ -303,6 +315,8 @@ class WorkerLoop:
             self._add_conn(sock, addr, lfd)
         if len(self.conns) != before:
             self.slot.set_connections(len(self.conns))
+            if self.accepting and self.fair.after_accept(self.ep, lfd, len(self.conns), self.now):
+                self._stop_accepting()  # over its share: others take the next ones
 
     def _add_conn(self, sock: socket.socket, addr: Any, lfd: int) -> None:
         sock.setblocking(False)

@@ -111,6 +111,14 @@ def connection_environ(
     return base
 
 
+# What a request adds to the base, by the identity of its (read-only) ``Request``: the HTTP
+# core hands out the same object for a head it has seen (``corral.http.connection._HEADS``),
+# so a repeated head costs two dict copies here. The entry keeps its Request alive (an id is
+# never reused while cached) and records the inputs the part depends on. Bounded.
+_PARTS: dict[int, tuple[Request, str, str, dict[str, Any]]] = {}
+_PARTS_MAX = 256
+
+
 def build_environ(
     request: Request,
     base: dict[str, Any],
@@ -122,7 +130,25 @@ def build_environ(
     ``root_path`` becomes SCRIPT_NAME; when PATH_INFO starts with it, it is stripped from
     PATH_INFO (the app is mounted below that prefix, as behind a path-routing proxy).
     """
+    port = base["SERVER_PORT"]
+    entry = _PARTS.get(id(request))
+    if entry is None or entry[0] is not request or entry[1] != root_path or entry[2] != port:
+        part = _request_part(request, port, root_path)
+        if len(_PARTS) >= _PARTS_MAX:
+            _PARTS.clear()
+        _PARTS[id(request)] = (request, root_path, port, part)
+    else:
+        part = entry[3]
     environ = base.copy()
+    environ.update(part)
+    environ["wsgi.input"] = input
+    return environ
+
+
+def _request_part(request: Request, default_port: str, root_path: str) -> dict[str, Any]:
+    """The keys ``request`` sets over a base whose SERVER_PORT is ``default_port`` (none of
+    a base's keys is an ``HTTP_*``/``CONTENT_*`` one, so nothing here depends on the rest)."""
+    environ: dict[str, Any] = {}
     path = decode_path(request.path)
     script_name = ""
     if root_path and (path == root_path or path.startswith(root_path + "/")):
@@ -135,11 +161,8 @@ def build_environ(
     environ["QUERY_STRING"] = request.query.decode("latin-1")
     environ["RAW_URI"] = request.target.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
-    environ["wsgi.input"] = input
     if request.host:
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = _server_of(
-            request.host, environ["SERVER_PORT"]
-        )
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = _server_of(request.host, default_port)
     _add_headers(environ, request.headers)
     if request.content_length is not None:
         environ["CONTENT_LENGTH"] = str(request.content_length)

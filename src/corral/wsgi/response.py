@@ -15,8 +15,11 @@ recognises it to serve a real file (one with a working ``fileno()``) with ``os.s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from operator import is_
 from types import TracebackType
 from typing import IO, Any
+
+from corral.http.writer import FrozenHeaders
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 WriteCallable = Callable[[bytes], None]
@@ -107,10 +110,31 @@ def _parse_status(status: object) -> tuple[int, bytes]:
     return code, reason
 
 
+# The last header list encoded: apps answer most requests with the same (name, value) tuples
+# (constants in the app's code, or module-level), so a list holding the very same tuple
+# objects is encoded the same way (tuples and str are immutable: same objects, same checks).
+# One entry, replaced whole (safe with app threads).
+_LAST: tuple[tuple[object, ...], FrozenHeaders, int | None] = ((), FrozenHeaders([]), None)
+
+
 def encode_headers(headers: object) -> tuple[list[tuple[bytes, bytes]], int | None]:
-    """Type-check and latin-1 encode the app's headers; return them and its Content-Length."""
+    """Type-check and latin-1 encode the app's headers; return them and its Content-Length.
+
+    The encoded list is a ``FrozenHeaders`` (read-only, shared by every response with the
+    same header tuples)."""
+    global _LAST
     if type(headers) is not list:
         raise TypeError(f"headers must be a list, not {type(headers).__name__}")
+    last = _LAST
+    if len(headers) == len(last[0]) and all(map(is_, headers, last[0])):
+        return last[1], last[2]
+    encoded, content_length = _encode_headers(headers)
+    frozen = FrozenHeaders(encoded)
+    _LAST = (tuple(headers), frozen, content_length)
+    return frozen, content_length
+
+
+def _encode_headers(headers: list[Any]) -> tuple[list[tuple[bytes, bytes]], int | None]:
     out: list[tuple[bytes, bytes]] = []
     content_length: int | None = None
     for item in headers:
