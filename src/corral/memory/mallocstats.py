@@ -93,6 +93,7 @@ def derive(at_fork: Mapping[str, int], now: Mapping[str, int]) -> dict[str, int]
         "arenas_allocated_since_fork": now["arenas_allocated_total"]
         - at_fork["arenas_allocated_total"],
         "arenas_freed_since_fork": now["arenas_reclaimed"] - at_fork["arenas_reclaimed"],
+        "blocks_in_use_since_fork": now["blocks_in_use"] - at_fork["blocks_in_use"],
         "inherited_free_blocks_filled": max(
             0, at_fork["blocks_available"] - now["blocks_available"]
         ),

@@ -71,12 +71,12 @@ function setKpi(id, value, unit) {
 function memoryRing(w) {
   return (w.memory_history || []).map(([t, shared, priv]) => ({ t, shared, priv, rss: shared + priv }));
 }
-// pymalloc (--malloc-stats-s): arenas now, +mapped/-freed since the fork, inherited holes filled.
+// pymalloc (--malloc-stats-s): arenas now, +mapped/−freed since the fork, the zygote's unused
+// pools this worker has taken (each one written on a page it shared until then).
 function fmtMalloc(m) {
   if (!m) return "–";
   const d = m.derived;
-  const holes = d.inherited_free_blocks ? Math.round((100 * d.inherited_free_blocks_filled) / d.inherited_free_blocks) : 0;
-  return `${m.now.arenas_current} (+${d.arenas_allocated_since_fork}/−${d.arenas_freed_since_fork}) · ${holes}% holes filled`;
+  return `${m.now.arenas_current} (+${d.arenas_allocated_since_fork}/−${d.arenas_freed_since_fork}) · ${d.inherited_unused_pools_taken}/${d.inherited_unused_pools} free pools taken`;
 }
 
 function sharedPct(w) {
