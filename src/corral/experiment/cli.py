@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -186,6 +187,17 @@ def check_app(python: str, app: str, chdir: str) -> None:
         raise ExperimentError(f"cannot import app {app}: {lines[-1]}")
 
 
+def _interpreter(python: str) -> str:
+    """An absolute path (servers run from --chdir); a bare name is looked up on PATH. Not
+    resolved through symlinks: a virtual environment's python is a link to the base one."""
+    if os.sep in python:
+        return os.path.abspath(python)
+    found = shutil.which(python)
+    if found is None:
+        raise ExperimentError(f"--python {python}: not found on PATH")
+    return found
+
+
 def run_experiment(
     spec: Spec, on_step: Step | None = None, on_sample: Sampled | None = None
 ) -> dict[str, Any]:
@@ -195,7 +207,7 @@ def run_experiment(
     except traffic.TrafficError as exc:
         raise ExperimentError(str(exc)) from None
     budget = int(spec.budget_gib * (1 << 30)) if spec.budget_gib > 0 else host_memory_bytes()
-    pythons = spec.pythons or [servers.default_python()]
+    pythons = [_interpreter(p) for p in spec.pythons] or [servers.default_python()]
     chdir = os.path.abspath(spec.chdir)
     groups, notes = [], []
     started = time.monotonic()
