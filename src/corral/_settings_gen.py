@@ -142,6 +142,10 @@ class Settings:
     track_writes: bool
     #: Seconds between smaps_rollup samples of each worker.
     memory_sample_s: float
+    #: Seconds between each worker's pymalloc arena/pool reports (sys._debugmallocstats, ~1 ms
+    #: for a 300 MB heap, from the worker's housekeeping tick, never a request), shown on
+    #: /stats and the dashboard as 'malloc' (0 = off).
+    malloc_stats_s: float
     #: Serve metrics, JSON and the dashboard on HOST:PORT (off when empty; loopback unless
     #: stats_allow_remote).
     stats: str

@@ -3,6 +3,7 @@
 Subcommands (the table ``COMMANDS`` below is the list): ``serve`` (the server; its flags come
 from the settings table), ``bench`` (load generator), ``chaos`` (fault scenarios under load),
 ``top`` (terminal view of a running server), ``cow`` (copy-on-write report of its workers),
+``experiment`` (serve an app once per GC preset under the same traffic and recommend one),
 ``settings`` (print the effective configuration as TOML, or the settings reference as Markdown).
 """
 
@@ -131,6 +132,12 @@ def _cow(argv: Sequence[str]) -> int:
     return cow_main(list(argv))
 
 
+def _experiment(argv: Sequence[str]) -> int:
+    from corral.experiment.cli import main as experiment_main
+
+    return experiment_main(list(argv))
+
+
 def _top(argv: Sequence[str]) -> int:
     from corral.stats.top import main as top_main
 
@@ -143,6 +150,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "chaos": (_chaos, "fault scenarios under load, checked against an SLA"),
     "top": (_top, "live terminal view of a running server's stats"),
     "cow": (_cow, "copy-on-write report of a running server's workers"),
+    "experiment": (_experiment, "compare the GC presets on an app under the same traffic"),
     "settings": (settings, "print the effective settings or the settings reference"),
 }
 

@@ -181,6 +181,7 @@ WORKER_KEYS: dict[str, type | tuple[type, ...]] = {
     "shared_ratio": (float, type(None)),
     "memory_history": list,
     "gc": dict,
+    "malloc": (dict, type(None)),
     "current": (dict, type(None)),
 }
 TOTALS_KEYS = {

@@ -58,6 +58,7 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         max_connections=cfg.worker_connections,
         accept_batch=ACCEPT_BATCH,
         track_writes=cfg.track_writes,
+        malloc_stats_s=cfg.malloc_stats_s,
         memory_limits=memory_limits(cfg),
         max_pending_bytes=cfg.max_pending_response_mib * 1024 * 1024,
         health_path=cfg.health_path,

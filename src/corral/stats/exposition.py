@@ -29,6 +29,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from corral.memory import mallocstats
 from corral.stats import histogram
 from corral.stats.fleet import (
     MEMORY_KINDS,
@@ -284,6 +285,7 @@ def _worker_dict(now: float, w: WorkerView) -> dict[str, Any]:
         "shared_ratio": shared_ratio(w.memory, w.cow),
         "memory_history": [[round(t, 3), sh, pr] for t, sh, pr in w.memory_history],
         "gc": _gc_dict(s.gc_collections, s.gc_pause_s),
+        "malloc": mallocstats.read_report(s.pid) if s.pid else None,  # --malloc-stats-s
         "current": current,
     }
 
@@ -317,7 +319,8 @@ def snapshot_dict(snap: FleetSnapshot) -> dict[str, Any]:
     errors_4xx/5xx_per_s, p50/p90/p99/p999_ms over the last window, memory{rss,pss,uss,shared,
     swap} or null, cow{cow_shared_pages,cow_copied_pages} or null, shared_ratio, memory_history
     [[t, shared, private], ...] (bytes, private = USS), gc{collections,
-    pause_s} per generation, current{request, age_s} or null). ``totals``: the same counters
+    pause_s} per generation, malloc{t, took_ms, at_fork, now, derived} (pymalloc counters,
+    ``--malloc-stats-s``) or null, current{request, age_s} or null). ``totals``: the same counters
     fleet-wide including retired workers, plus restarts, recycles{reason} and workers{state}.
     ``series``: points {t, rps, p50_ms, p99_ms, errors_4xx/5xx_per_s}; ``events``: {t, kind,
     worker, detail}. ``t`` values are on the master's monotonic clock, like ``now``.

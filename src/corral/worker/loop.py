@@ -57,6 +57,7 @@ from corral import hooks
 from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, ProtocolError, Request
 from corral.logfiles import reopen_log_files
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
+from corral.memory.mallocstats import MallocReporter
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker import health, linger
 from corral.worker.accesslog import log_request
@@ -143,6 +144,7 @@ class WorkerLoop:
         self.wake_r, self.wake_w = socket.socketpair()
         self.app_threads: AppThreads | None = None  # started in run(), after the fork
         self.writes: writetrack.RequestWrites | None = None  # --track-writes, in run()
+        self.malloc = MallocReporter(settings.malloc_stats_s) if settings.malloc_stats_s else None
         self.memguard = MemoryGuard.for_worker(*settings.memory_limits, slot)  # memguard.py
         self.pending = Pending()  # bytes held for unread responses (max_pending_bytes)
         self.paused = False  # over max_pending_bytes: no accepting, new app calls parked
@@ -216,6 +218,8 @@ class WorkerLoop:
         self.slot.heartbeat(now)
         if self.writes is not None:
             self.writes.maybe_dump(now)
+        if self.malloc is not None:  # --malloc-stats-s: pymalloc report (memory/mallocstats.py)
+            self.malloc.maybe_dump(now)
         if not self.accepting:  # after an accept error pause, or at the cap (see _accept)
             self._start_accepting()  # (a no-op while draining or paused)
         expired = [conn for conn in self.conns.values() if conn.deadline <= now]
@@ -234,6 +238,8 @@ class WorkerLoop:
         self.wake_w.close()
         if self.writes is not None:
             self.writes.close()
+        if self.malloc is not None:
+            self.malloc.close()
         self.slot.flush()
         self.slot.set_connections(0)
         self.slot.set_state(WorkerState.EXITED)

@@ -48,6 +48,7 @@ class WorkerSettings:
     max_pending_bytes: int
     accept_batch: int  # connections accepted per listener wake-up
     track_writes: bool  # count pre-fork pages written per request path (opt-in)
+    malloc_stats_s: float  # pymalloc reports every this many seconds (0 = off; mallocstats.py)
     # (soft limit bytes, metric, hard limit bytes): the worker's own check, see memguard.py
     memory_limits: tuple[int, str, int]
     health_path: str  # answered by the loop itself (corral.worker.health); "" = off

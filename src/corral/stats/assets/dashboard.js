@@ -71,6 +71,14 @@ function setKpi(id, value, unit) {
 function memoryRing(w) {
   return (w.memory_history || []).map(([t, shared, priv]) => ({ t, shared, priv, rss: shared + priv }));
 }
+// pymalloc (--malloc-stats-s): arenas now, +mapped/−freed since the fork, the zygote's unused
+// pools this worker has taken (each one written on a page it shared until then).
+function fmtMalloc(m) {
+  if (!m) return "–";
+  const d = m.derived;
+  return `${m.now.arenas_current} (+${d.arenas_allocated_since_fork}/−${d.arenas_freed_since_fork}) · ${d.inherited_unused_pools_taken}/${d.inherited_unused_pools} free pools taken`;
+}
+
 function sharedPct(w) {
   if (w.shared_ratio === null || w.shared_ratio === undefined) return null;
   return Math.round(w.shared_ratio * 100);
@@ -264,6 +272,7 @@ function drawWorkers(doc) {
     }
     tr.appendChild(sh);
     tr.appendChild(cell(String(w.gc.collections[2]), "num"));
+    tr.appendChild(cell(fmtMalloc(w.malloc), "num"));
     const age = w.current && w.current.age_s >= 0.001 ? ` · ${fmtMs(w.current.age_s * 1000)}` : "";
     const cur = w.current ? `${w.current.request}${age}` : "";
     tr.appendChild(cell(cur, "req"));
@@ -271,7 +280,7 @@ function drawWorkers(doc) {
   }
   if (!doc.workers.length) {
     const tr = el("tr");
-    tr.appendChild(el("td", { colspan: 14, class: "mem-absent" }, "no live workers"));
+    tr.appendChild(el("td", { colspan: 15, class: "mem-absent" }, "no live workers"));
     body.appendChild(tr);
   }
 }

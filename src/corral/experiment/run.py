@@ -1,0 +1,270 @@
+"""Drive the same traffic at each configuration and collect its figures.
+
+For each configuration: start it, sample every worker at 0 requests, then send the traffic in
+``SLICES`` equal slices (``--requests N``: N / SLICES each; ``--duration S``: S / SLICES seconds
+each) with ``corral.bench`` (closed model, keep-alive) and sample every worker after each slice,
+so the report can plot shared vs private memory *over requests*. After the last slice: the GC
+collections and pauses and the pymalloc reports from the stats server's /stats (corral only),
+and, unless turned off, a one-shot copy-on-write attribution of one worker (``corral cow
+--attribute``: which types and modules sit on the pages it copied). The server is stopped in a
+``finally`` whatever happened.
+
+Latency is measured by the client (HdrHistogram over every slice, merged): the same meter for
+corral and gunicorn. With a locustfile, locust drives each slice and latency comes from the
+server's own histogram (corral only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corral import launch
+from corral.bench.config import LoadConfig
+from corral.bench.result import LoadResult, new_histogram
+from corral.bench.runner import run_load
+from corral.experiment import servers
+from corral.experiment.traffic import Traffic
+from corral.memory import cowcli
+from corral.memory.proc import MemoryProbeError
+
+SLICES = 5
+CDF_PERCENTILES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 99.99, 100)
+ATTRIBUTE_TOP = 8
+ATTRIBUTE_TIMEOUT_S = 120.0
+LOCUST_GRACE_S = 30.0
+
+Step = Callable[[str, int, int], None]  # (configuration, slices done, slices in all)
+Sampled = Callable[[str, dict[str, Any]], None]  # (configuration, the sample just taken)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One experiment: the options every configuration shares, and what to send."""
+
+    opts: servers.Options
+    traffic: Traffic
+    requests: int | None
+    duration_s: float | None
+    connections: int
+    attribute: bool = True
+    log_dir: Path | None = None
+
+
+def run_config(
+    name: str, plan: Plan, on_step: Step | None = None, on_sample: Sampled | None = None
+) -> dict[str, Any]:
+    """Start ``name``, drive the traffic, collect; always stop it."""
+    log_dir = plan.log_dir or Path(tempfile.mkdtemp(prefix="corral-experiment-"))
+    log_path = log_dir / f"{name}.log"
+    t0 = time.monotonic()
+    server = servers.start(name, plan.opts, log_path)
+    try:
+        boot_s = time.monotonic() - t0
+        return _measure(server, plan, boot_s, on_step, on_sample)
+    finally:
+        server.stop()
+
+
+def _measure(
+    server: servers.Server,
+    plan: Plan,
+    boot_s: float,
+    on_step: Step | None,
+    on_sample: Sampled | None,
+) -> dict[str, Any]:
+    servers.check_workers(server, plan.opts.workers)
+    before = server.stats()
+    samples = [_sample(server, 0, 0.0, on_sample)]
+    results: list[LoadResult] = []
+    sent, t_load = 0, time.monotonic()
+    for i in range(SLICES):
+        if on_step is not None:
+            on_step(server.name, i, SLICES)
+        result = _drive(server, plan, i)
+        if result is not None:
+            results.append(result)
+            sent += result.requests
+        else:  # locust: the server counted
+            sent = _server_requests(server, before)
+        samples.append(_sample(server, sent, time.monotonic() - t_load, on_sample))
+    if on_step is not None:
+        on_step(server.name, SLICES, SLICES)
+    after = _settled(server, time.monotonic())
+    doc: dict[str, Any] = {
+        "name": server.name,
+        "kind": "gunicorn" if server.name == servers.GUNICORN else "corral",
+        "command": server.command,
+        "master_pid": server.pid,
+        "boot_s": round(boot_s, 3),
+        "samples": samples,
+        "load": _load_summary(results, after),
+        "gc": _gc_delta(before, after),
+        "malloc": [w.get("malloc") for w in (after or {}).get("workers", [])],
+        "attribution": _attribute(server, plan) if plan.attribute else None,
+    }
+    return doc
+
+
+def _sample(
+    server: servers.Server, requests: int, t: float, on_sample: Sampled | None
+) -> dict[str, Any]:
+    workers = []
+    for pid, parent in server.workers():
+        with contextlib.suppress(MemoryProbeError, PermissionError):
+            workers.append(servers.sample_worker(server, pid, parent))
+    sample = {
+        "requests": requests,
+        "t": round(t, 3),
+        "workers": workers,
+        "fleet_pss": servers.fleet_pss(server.pid),
+    }
+    if on_sample is not None:
+        on_sample(server.name, sample)
+    return sample
+
+
+# --- traffic ------------------------------------------------------------------------------------
+
+
+def _drive(server: servers.Server, plan: Plan, index: int) -> LoadResult | None:
+    if plan.traffic.kind == "locust":
+        _run_locust(server, plan)
+        return None
+    urls = tuple(server.url + p for p in _rotated(plan.traffic.paths, index))
+    requests = None if plan.requests is None else max(1, plan.requests // SLICES)
+    duration = None if plan.duration_s is None else plan.duration_s / SLICES
+    config = LoadConfig(urls=urls, connections=plan.connections, requests=requests)
+    if duration is not None:
+        config = LoadConfig(urls=urls, connections=plan.connections, duration_s=duration)
+    return run_load(config)
+
+
+def _rotated(paths: tuple[str, ...], index: int) -> tuple[str, ...]:
+    """Each slice starts further along the log, so a short slice still sees all of it."""
+    if len(paths) <= 1:
+        return paths
+    k = (index * len(paths) // SLICES) % len(paths)
+    return paths[k:] + paths[:k]
+
+
+def _run_locust(server: servers.Server, plan: Plan) -> None:
+    seconds = (plan.duration_s or 10.0 * SLICES) / SLICES
+    users = str(plan.connections)
+    cmd = [shutil.which("locust") or "locust", "-f", plan.traffic.locustfile, "--headless"]
+    cmd += ["-u", users, "-r", users, "-t", f"{seconds:g}s", "--host", server.url]
+    cmd += ["--only-summary"]
+    proc = launch.spawn(cmd, ready_pipe=False)
+    try:
+        proc.proc.wait(timeout=seconds + LOCUST_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        proc.stop()
+
+
+def _server_requests(server: servers.Server, before: dict[str, Any] | None) -> int:
+    doc = server.stats()
+    if doc is None or before is None:
+        return 0
+    return int(doc["totals"]["requests"]) - int(before["totals"]["requests"])
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def _settled(
+    server: servers.Server, load_end: float, timeout_s: float = 2.0
+) -> dict[str, Any] | None:
+    """/stats once its request total holds still (workers publish within ~5 ms) and every
+    worker's pymalloc report was taken after the load (``t`` is the system-wide monotonic
+    clock); the last read at the deadline."""
+    deadline = time.monotonic() + timeout_s + servers.MALLOC_STATS_S
+    doc = server.stats()
+    while doc is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        again = server.stats()
+        if again is None:
+            break
+        fresh = all((w.get("malloc") or {}).get("t", 0) >= load_end for w in again["workers"])
+        if again["totals"]["requests"] == doc["totals"]["requests"] and fresh:
+            return again
+        doc = again
+    return doc
+
+
+def _load_summary(results: list[LoadResult], after: dict[str, Any] | None) -> dict[str, Any]:
+    if not results:  # locust: the server's own histogram
+        totals = (after or {}).get("totals", {})
+        return {
+            "source": "server",
+            "requests": totals.get("requests", 0),
+            "p50_ms": totals.get("lifetime_p50_ms"),
+            "p99_ms": totals.get("lifetime_p99_ms"),
+            "cdf": [],
+        }
+    hist = new_histogram()
+    for r in results:
+        hist.add(r.histogram)
+    requests = sum(r.requests for r in results)
+    seconds = sum(r.duration_s for r in results)
+    errors = sum(r.error_total for r in results)
+
+    def ms(pct: float) -> float:
+        return round(hist.get_value_at_percentile(pct) / 1000.0, 3) if requests else 0.0
+
+    return {
+        "source": "client",
+        "requests": requests,
+        "errors": errors,
+        "duration_s": round(seconds, 3),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
+        "p50_ms": ms(50),
+        "p90_ms": ms(90),
+        "p99_ms": ms(99),
+        "p999_ms": ms(99.9),
+        "max_ms": round(hist.get_max_value() / 1000.0, 3),
+        "cdf": [[ms(p), p] for p in CDF_PERCENTILES],
+    }
+
+
+def _gc_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    b, a = before["totals"]["gc"], after["totals"]["gc"]
+    collections = [x - y for x, y in zip(a["collections"], b["collections"], strict=True)]
+    pauses = [round(x - y, 6) for x, y in zip(a["pause_s"], b["pause_s"], strict=True)]
+    total = sum(collections)
+    mean_ms = 1000 * sum(pauses) / total if total else 0.0
+    return {"collections": collections, "pause_s": pauses, "mean_pause_ms": round(mean_ms, 3)}
+
+
+def _attribute(server: servers.Server, plan: Plan) -> dict[str, Any] | None:
+    """The one-shot attribution of the first worker (corral only), or the reason it failed."""
+    doc = server.stats()
+    if doc is None or not doc["workers"]:
+        return None
+    try:
+        report = cowcli.request_report(doc["workers"][0], ATTRIBUTE_TIMEOUT_S)
+    except cowcli.CowError as exc:
+        return {"error": str(exc)}
+    keep = ("pid", "copied_bytes", "attributed_bytes", "objects_on_copied_pages", "walk_s")
+    out = {k: report.get(k) for k in keep}
+    out["types"] = report.get("types", [])[:ATTRIBUTE_TOP]
+    out["modules"] = report.get("modules", [])[:ATTRIBUTE_TOP]
+    return out
+
+
+def fit(budget_bytes: int, baseline: float, worker_uss: float) -> int:
+    """Workers that fit in ``budget_bytes`` when each added one costs ``worker_uss``."""
+    if worker_uss <= 0:
+        return 0
+    return max(0, math.floor((budget_bytes - baseline) / worker_uss))

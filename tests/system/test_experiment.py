@@ -1,0 +1,267 @@
+"""``corral experiment`` end to end: the Django monolith, an app it has never seen, refusals.
+
+The monolith runs with a small catalogue (``MONOLITH_PRODUCTS``), 2 workers, 2 presets and a
+few hundred requests so the whole file stays well under two minutes on a shared machine; the
+full preset set is run by hand for docs/experiment.md and benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.experiment import page
+from corral.experiment.cli import Spec, run_experiment
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+MONOLITH = REPO / "examples" / "monolith"
+TOLERANCE = 0.05
+CHROMIUM_TIMEOUT_S = 60
+BIG_HEAP_APP = '''
+"""A WSGI app corral has never seen: a large heap built at import, read by every request."""
+
+CATALOGUE = [{"id": i, "name": f"item {i}", "tags": [str(i % 7), str(i % 11)]}
+             for i in range(150_000)]
+INDEX = {row["name"]: row for row in CATALOGUE}
+
+
+def app(environ, start_response):
+    n = sum(len(INDEX[f"item {i}"]["tags"]) for i in range(0, 150_000, 97))
+    body = f"{n}\\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def smaps_rollup_kib(pid: int) -> dict[str, int]:
+    """The test's own reading of /proc/PID/smaps_rollup (not corral.memory.proc)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            parts = rest.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                out[name] = int(parts[0])
+    return out
+
+
+def independent(pid: int) -> dict[str, int]:
+    k = smaps_rollup_kib(pid)
+    return {
+        "rss": k["Rss"] * 1024,
+        "pss": k["Pss"] * 1024,
+        "uss": (k["Private_Clean"] + k["Private_Dirty"]) * 1024,
+        "shared": (k["Shared_Clean"] + k["Shared_Dirty"]) * 1024,
+    }
+
+
+def sessions_alive(sids: set[int]) -> list[int]:
+    """Pids of processes whose session is one of ``sids`` (a server left behind)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) in sids:  # field 6, the session id
+            found.append(int(entry))
+    return found
+
+
+def favoured(configs: list[dict[str, Any]]) -> str:
+    """The preset the figures favour, computed here from the raw samples."""
+    budget = 8 << 30
+    best: tuple[float, float, float] | None = None
+    name = ""
+    for c in configs:
+        if c["kind"] != "corral":
+            continue
+        end = c["samples"][-1]
+        uss = [w["uss"] for w in end["workers"]]
+        baseline = end["fleet_pss"] - sum(uss)
+        fits = (budget - baseline) // (sum(uss) / len(uss))
+        shared = sum(w["prefork_shared_pct"] for w in end["workers"]) / len(uss)
+        key = (fits, shared, -c["load"]["p99_ms"])
+        if best is None or key > best:
+            best, name = key, c["name"]
+    return name
+
+
+def png_colours(path: Path) -> int:
+    """Distinct RGB(A) pixel values of a non-interlaced 8-bit PNG (chromium's screenshots)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and colour in (2, 6)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    raw, stride = zlib.decompress(idat), width * channels
+    prev, seen = bytearray(stride), set[bytes]()
+    for y in range(height):
+        row = raw[y * (stride + 1) : (y + 1) * (stride + 1)]
+        line = _unfilter(row[0], bytearray(row[1:]), prev, channels)
+        if y % 8 == 0:
+            seen.update(bytes(line[i : i + channels]) for i in range(0, stride, channels * 4))
+        prev = line
+    return len(seen)
+
+
+def _unfilter(kind: int, line: bytearray, prev: bytearray, bpp: int) -> bytearray:
+    for i in range(len(line)):
+        a = line[i - bpp] if i >= bpp else 0
+        b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+        if kind == 1:
+            line[i] = (line[i] + a) & 255
+        elif kind == 2:
+            line[i] = (line[i] + b) & 255
+        elif kind == 3:
+            line[i] = (line[i] + (a + b) // 2) & 255
+        elif kind == 4:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    return line
+
+
+def find_chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is required in CI (apt-get install chromium)")
+    pytest.skip("chromium not installed")
+
+
+@pytest.mark.timeout(300)
+def test_monolith_report_agrees_with_proc_renders_and_recommends(tmp_path: Path) -> None:
+    checked: list[tuple[str, int, str, int, int]] = []
+
+    def on_sample(name: str, sample: dict[str, Any]) -> None:
+        for w in sample["workers"]:
+            mine = independent(w["pid"])
+            for key, value in mine.items():
+                checked.append((name, w["pid"], key, w[key], value))
+
+    spec = Spec(
+        app="monolith.wsgi:application",
+        traffic="/,/?n=40,/health",
+        workers=2,
+        requests=250,
+        presets=["cpython", "auto"],
+        gunicorn=False,
+        chdir=str(MONOLITH),
+        budget_gib=8.0,
+        env={"MONOLITH_PRODUCTS": "2000"},
+        log_dir=str(tmp_path),
+    )
+    report = run_experiment(spec, on_sample=on_sample)
+    configs = report["pythons"][0]["configs"]
+    assert [c["name"] for c in configs] == ["cpython", "auto"]
+
+    # 1. Every per-worker figure agrees with the test's own /proc reading within 5%.
+    assert len({(n, p) for n, p, *_ in checked}) >= 4  # 2 workers x 2 presets, at least
+    for name, pid, key, reported, mine in checked:
+        assert abs(reported - mine) <= TOLERANCE * max(mine, 1), (name, pid, key, reported, mine)
+    for c in configs:
+        assert c["load"]["requests"] >= 250 and c["load"]["errors"] == 0
+        assert c["gc"] is not None and c["malloc_summary"] is not None
+        assert len(c["samples"]) == 6 and len(c["samples"][-1]["workers"]) == 2
+
+    # 2. The recommendation names the preset that the numbers favour.
+    rec = report["pythons"][0]["recommendation"]
+    assert rec["preset"] == favoured(configs)
+    assert f"`{rec['preset']}` keeps" in rec["text"] and f"--gc {rec['preset']}" in rec["command"]
+
+    # 3. No process of any server is left.
+    assert sessions_alive({c["master_pid"] for c in configs}) == []
+
+    # 4. The HTML page renders in headless Chromium and the screenshot is not blank.
+    html_path = tmp_path / "report.html"
+    html_path.write_text(page.to_html(report))
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory(prefix="corral-chromium-") as profile:
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        flags += [f"--user-data-dir={profile}", "--window-size=1200,1400"]
+        done = subprocess.run(
+            [find_chromium(), *flags, f"--screenshot={shot}", html_path.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=CHROMIUM_TIMEOUT_S,
+            check=False,
+        )
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    assert png_colours(shot) > 20, "the screenshot is blank"
+
+
+@pytest.mark.timeout(240)
+def test_unseen_app_end_to_end_from_one_command(tmp_path: Path) -> None:
+    (tmp_path / "bigheap.py").write_text(BIG_HEAP_APP)
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "corral", "experiment", "bigheap:app", "--chdir", str(tmp_path)]
+    cmd += ["--presets", "freeze,auto", "-n", "150", "--no-gunicorn", "--budget-gib", "4"]
+    cmd += ["--json", str(out), "--html", str(tmp_path / "report.html")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        "recommendation: on this app" in done.stdout and "corral serve bigheap:app" in done.stdout
+    )
+    report = json.loads(out.read_text())
+    configs = report["pythons"][0]["configs"]
+    assert [c["name"] for c in configs] == ["freeze", "auto"]
+    assert all(c["load"]["requests"] >= 150 for c in configs)
+    assert all(c["samples"][0]["workers"][0]["rss"] > 30 << 20 for c in configs)  # the heap
+    assert (tmp_path / "report.html").read_text().count("<svg") == 4
+    assert sessions_alive({c["master_pid"] for c in configs}) == []
+
+
+def _refusal(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "corral", "experiment", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
+
+
+def test_refuses_an_app_that_cannot_be_imported(tmp_path: Path) -> None:
+    done = _refusal(["no_such_module_here:app", "-n", "10"], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "corral experiment: cannot import app no_such_module_here:app: "
+        "no module named 'no_such_module_here'"
+    ]
+
+
+def test_refuses_an_unreadable_traffic_file(tmp_path: Path) -> None:
+    (tmp_path / "ok.py").write_text("def app(e, s):\n    return []\n")
+    done = _refusal(["ok:app", "--traffic", str(tmp_path / "gone.log")], tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "cannot read traffic file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_refuses_an_app_whose_import_fails(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no database')\n")
+    done = _refusal(["broken:app", "-n", "10", "--presets", "auto", "--no-gunicorn"], tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("corral experiment: corral --gc auto"), lines
+    assert "Traceback" not in done.stderr
