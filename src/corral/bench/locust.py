@@ -30,17 +30,22 @@ SIGTERM makes locust stop and write its final CSV; corral sends it when a chaos 
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from corral.bench.config import DEFAULT_DURATION_S, parse_duration
 from corral.bench.result import SecondStats, bucket_us
-from corral.bench.sla import Measures
+from corral.bench.sla import Check, Measures, Objective, evaluate
 from corral.launch import Launched, spawn
 
 # locust's history percentile columns and the share of a second's requests each one stands
@@ -189,7 +194,7 @@ def locust_command(
         "-m",
         "locust",
         "-f",
-        locustfile,
+        str(Path(locustfile).resolve()),  # locust runs in its own work directory
         "--headless",
         "-u",
         str(users),
@@ -276,3 +281,104 @@ class LocustRun:
         self.outcome = LocustOutcome(endpoints, series, duration, status, log)
         top_up(series, self.outcome.aggregated)
         return self.outcome
+
+
+# ------------------------------------------------------------------- corral bench --locustfile
+
+
+def run_bench(
+    locustfile: str, host: str, users: int, spawn_rate: float, duration_s: float, workdir: Path
+) -> LocustOutcome:
+    """One bounded headless locust run (its own ``-t``, then TERM at ``-t`` + 15 s)."""
+    argv = locust_command(locustfile, host, users, spawn_rate, duration_s, workdir / "locust")
+    run = LocustRun(argv, workdir)
+    run.begin()
+    return run.wait(duration_s + 15.0)
+
+
+def endpoint_checks(outcome: LocustOutcome, objectives: tuple[Objective, ...]) -> list[Check]:
+    """The SLA on the Aggregated row (the verdict) -- per endpoint checks are in the JSON."""
+    agg = outcome.aggregated
+    return evaluate(objectives, agg.measures()) if agg is not None and objectives else []
+
+
+def bench_dict(outcome: LocustOutcome, objectives: tuple[Objective, ...]) -> dict[str, Any]:
+    """``corral bench --locustfile --json``."""
+    agg = outcome.aggregated
+
+    def checks(e: Endpoint) -> list[dict[str, Any]]:
+        return [
+            {"objective": c.objective.text, "actual": c.actual, "ok": c.ok}
+            for c in evaluate(objectives, e.measures())
+        ]
+
+    return {
+        "engine": "locust",
+        "duration_s": round(outcome.duration_s, 3),
+        "locust_status": outcome.status,
+        "endpoints": [{**e.as_dict(), "sla": checks(e)} for e in outcome.per_endpoint],
+        "aggregated": None if agg is None else {**agg.as_dict(), "sla": checks(agg)},
+        "series": [
+            {"second": s.second, "requests": s.requests, "failures": s.error_total()}
+            for s in outcome.series
+        ],
+        "sla_ok": all(c.ok for c in endpoint_checks(outcome, objectives)),
+    }
+
+
+def bench_text(outcome: LocustOutcome, objectives: tuple[Objective, ...]) -> str:
+    """``corral bench --locustfile``: a row per endpoint as locust measured it, then the SLA."""
+    head = ["method", "name", "requests", "failures", "rps", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+    rows = [head]
+    for e in outcome.endpoints:
+        d = e.as_dict()
+        rows.append(
+            [
+                e.method,
+                e.name,
+                str(e.requests),
+                str(e.failures),
+                f"{e.rps:.1f}",
+                *(f"{float(str(d[k])):g}" for k in ("p50_ms", "p90_ms", "p99_ms")),
+                f"{e.max_ms:.1f}",
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"corral bench (locust, {outcome.duration_s:.1f} s)", ""]
+    lines += [
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    lines += [f"SLA {c.describe()}" for c in endpoint_checks(outcome, objectives)]
+    return "\n".join(lines) + "\n"
+
+
+def bench_main(args: argparse.Namespace, objectives: tuple[Objective, ...]) -> int:
+    """``corral bench --locustfile FILE URL``: exit 0 when requests completed and the SLA (on
+    the Aggregated row) was met, 1 otherwise, 2 for bad usage."""
+    duration = parse_duration(args.duration) if args.duration else DEFAULT_DURATION_S
+    if not args.url:
+        print("corral bench: --locustfile needs the URL of the host to load", file=sys.stderr)
+        return 2
+    if not Path(args.locustfile).is_file():
+        print(f"corral bench: --locustfile {args.locustfile}: no such file", file=sys.stderr)
+        return 2
+    users = int(args.connections)
+    with tempfile.TemporaryDirectory(prefix="corral-locust-") as tmp:
+        try:
+            outcome = run_bench(
+                args.locustfile, args.url, users, args.spawn_rate or users, duration, Path(tmp)
+            )
+        except LocustError as exc:
+            print(f"corral bench: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        sys.stdout.write(json.dumps(bench_dict(outcome, objectives), indent=2) + "\n")
+    else:
+        sys.stdout.write(bench_text(outcome, objectives))
+    agg = outcome.aggregated
+    ok = agg is not None and agg.requests > 0
+    return 0 if ok and all(c.ok for c in endpoint_checks(outcome, objectives)) else 1
