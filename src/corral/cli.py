@@ -121,6 +121,10 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _chaos(argv: Sequence[str]) -> int:
+    if "--fleet" in argv:  # a fleet behind a balancer: its own options (docs/chaos.md)
+        from corral.chaos.fleet_cli import main as fleet_main
+
+        return fleet_main(list(argv))
     from corral.chaos.cli import main as chaos_main
 
     return chaos_main(list(argv))

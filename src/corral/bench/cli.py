@@ -30,6 +30,7 @@ from corral.bench.config import (
 )
 from corral.bench.result import LoadResult, Progress
 from corral.bench.runner import run_load
+from corral.bench.sla import Objective, SlaError, all_met, evaluate, parse_sla
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -108,6 +109,10 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
         "-T", "--content-type", default="text/plain", help="body type (default text/plain)"
     )
     p.add_argument("--urls", help="file of URLs, one per line, used round-robin")
+    p.add_argument(
+        "--locustfile", metavar="FILE", help="locust as the load: -c users, -d time, URL host"
+    )
+    p.add_argument("--spawn-rate", type=float, help="locust -r (default: all users at once)")
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -116,6 +121,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     fmt.add_argument("--csv", action="store_true", help="print a CSV summary row")
     fmt.add_argument("--csv-series", action="store_true", help="print CSV, a row per second")
     p.add_argument("--plot", metavar="FILE", help="write latency charts to an HTML file")
+    p.add_argument("--sla", metavar="TERMS", help='objectives, e.g. "p99<200ms,errors<0.1%%"')
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -170,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(args_list)
+        objectives = parse_sla(args.sla) if args.sla else ()
         config = config_from_args(args)
+    except SlaError as exc:
+        _say(sys.stderr, f"corral bench: {exc}")
+        return EXIT_USAGE
     except _UsageError as exc:
         if exc.message:
             _say(sys.stderr, f"corral bench: {exc.message.strip()}")
@@ -178,10 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchConfigError as exc:
         _say(sys.stderr, f"corral bench: {exc}")
         return EXIT_USAGE
-    return _run(args, config)
+    if args.locustfile:
+        from corral.bench.locust import bench_main
+
+        return bench_main(args, objectives)
+    return _run(args, config, objectives)
 
 
-def _run(args: argparse.Namespace, config: LoadConfig) -> int:
+def _run(args: argparse.Namespace, config: LoadConfig, objectives: tuple[Objective, ...]) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     stop = threading.Event()
     try:
@@ -196,7 +210,13 @@ def _run(args: argparse.Namespace, config: LoadConfig) -> int:
         return EXIT_INTERRUPTED
     if show:
         sys.stderr.write("\n")
-    return _output(args, config, result)
+    code = _output(args, config, result)
+    if objectives:
+        checks = evaluate(objectives, report.measures(result))
+        out = sys.stderr if args.json or args.csv or args.csv_series else sys.stdout
+        out.write("".join(f"SLA {c.describe()}\n" for c in checks))
+        code = code or (EXIT_OK if all_met(checks) else EXIT_FAILED)
+    return code
 
 
 def _output(args: argparse.Namespace, config: LoadConfig, result: LoadResult) -> int:

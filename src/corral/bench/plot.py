@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from corral.bench.config import LoadConfig
-from corral.bench.result import LoadResult
+from corral.bench.result import LoadResult, SecondStats
 
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 20, 40
@@ -95,8 +96,22 @@ def _svg(parts: list[str]) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Band:
+    """A phase of a chaos run, drawn as a shaded band under the latency lines."""
+
+    label: str
+    start_s: int
+    end_s: int | None  # None: to the end of the run
+    ok: bool
+
+
 def latency_over_time_svg(result: LoadResult) -> str:
-    series = result.series
+    return series_svg(result.series)
+
+
+def series_svg(series: Sequence[SecondStats], bands: Sequence[Band] = ()) -> str:
+    """Per-second p50, p99 and max, errors ticked along the axis, phases as bands."""
     lines = {
         name: [(float(s.second), s.latency_ms(pct)) for s in series if s.requests]
         for name, pct in (("p50", 50.0), ("p99", 99.0), ("max", 100.0))
@@ -106,6 +121,15 @@ def latency_over_time_svg(result: LoadResult) -> str:
     ax, bx = _scale(0.0, x_max, LEFT, WIDTH - RIGHT)
     ay, by = _scale(0.0, y_max, HEIGHT - BOTTOM, TOP)
     parts = _axes("seconds since start", y_max)
+    for band in bands:
+        x0 = ax * band.start_s + bx
+        x1 = ax * (x_max + 1 if band.end_s is None else band.end_s) + bx
+        fill = "#e8f4e8" if band.ok else "#f8e0e0"
+        parts.append(
+            f"<rect x='{x0:.1f}' y='{TOP}' width='{max(x1 - x0, 1):.1f}' "
+            f"height='{HEIGHT - BOTTOM - TOP}' fill='{fill}' stroke='#bbb'/>"
+            f"<text x='{x0 + 3:.1f}' y='{TOP + 24}'>{html.escape(band.label)}</text>"
+        )
     for name, pts in lines.items():
         parts.append(_polyline([(ax * x + bx, ay * y + by) for x, y in pts], COLOURS[name]))
     for s in series:  # a red tick under each second that saw errors, with a tooltip
@@ -118,6 +142,29 @@ def latency_over_time_svg(result: LoadResult) -> str:
             )
     parts.append(_legend(["p50", "p99", "max", "errors"]))
     return _svg(parts)
+
+
+def phases_page(
+    title: str, series: Sequence[SecondStats], bands: Sequence[Band], table: list[list[str]]
+) -> str:
+    """A chaos run's page: the latency chart with its phases, then the verdict table
+    (first row the header; a phase passed is shaded green in the chart, failed red)."""
+    head, *rows = table
+    cells = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return (
+        "<!doctype html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font:14px sans-serif;margin:2em}svg{background:#fafafa}"
+        "text{font:11px sans-serif}td,th{padding:2px 8px;text-align:right}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>"
+        "<h2>Latency over time (ms), phases shaded</h2>"
+        f"{series_svg(series, bands)}"
+        f"<h2>Per-phase verdict</h2><table><tr>{cells}</tr>{body}</table>"
+        "</body></html>\n"
+    )
 
 
 def _tail_x(percentile: float) -> float:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from corral.bench import framing
 from corral.bench.config import LoadConfig
 from corral.bench.result import ERROR_CLASSES, FAILURE_CLASSES, LoadResult, rate_per_s
+from corral.bench.sla import Measures
 
 LATENCY_PERCENTILES = (
     ("p50", 50.0),
@@ -98,6 +99,18 @@ def latency_summary(result: LoadResult) -> dict[str, float]:
         out[label] = round(result.latency_ms(pct), 3)
     out["max"] = round(result.max_latency_ms(), 3)
     return out
+
+
+def measures(result: LoadResult) -> Measures:
+    """The whole run in the units ``--sla`` objectives use."""
+    latency = {
+        "p50": result.latency_ms(50),
+        "p90": result.latency_ms(90),
+        "p99": result.latency_ms(99),
+        "p999": result.latency_ms(99.9),
+        "max": result.max_latency_ms(),
+    }
+    return Measures(result.requests, result.failed, result.error_total, latency, result.rps)
 
 
 def connect_summary(result: LoadResult) -> dict[str, float]:
