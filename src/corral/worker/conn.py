@@ -28,7 +28,8 @@ from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
 from corral.worker.producer import Producer, SendFile
-from corral.wsgi import InputStream, StartResponse
+from corral.worker.settings import WorkerSettings
+from corral.wsgi import FileWrapper, InputStream, StartResponse, connection_environ
 
 IDLE = 0  # between requests, nothing buffered
 HEAD = 1  # part of a request head received
@@ -109,6 +110,29 @@ class Conn:
         self.must_close = False
         self.abort = False  # an app thread gave up mid-response: close without a word
         self.body_error: ProtocolError | None = None
+
+
+def accepted(
+    sock: socket.socket, addr: Any, server: tuple[str, str], settings: WorkerSettings
+) -> Conn:
+    """A just-accepted client socket as a ``Conn``: non-blocking, no Nagle on TCP, and the
+    per-connection part of every request's environ (``server``: ``server_address()``)."""
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        remote_addr, remote_port = str(addr[0]), str(addr[1])
+    else:
+        remote_addr, remote_port = "unix", ""  # AF_UNIX peers are unnamed
+    base = connection_environ(
+        server_name=server[0],
+        server_port=server[1],
+        remote_addr=remote_addr,
+        remote_port=remote_port,
+        url_scheme=settings.url_scheme,
+        multithread=settings.threads > 1,
+        file_wrapper=FileWrapper,
+    )
+    return Conn(sock, Connection(settings.limits), base, remote_addr)
 
 
 def server_address(lsock: socket.socket) -> tuple[str, str]:

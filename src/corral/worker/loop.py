@@ -54,7 +54,7 @@ from functools import partial
 from typing import Any
 
 from corral import hooks
-from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, ProtocolError, Request
+from corral.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request
 from corral.logfiles import reopen_log_files
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.memory.mallocstats import MallocReporter
@@ -71,6 +71,7 @@ from corral.worker.conn import (
     PARKED,
     WRITING,
     Conn,
+    accepted,
     oldest_silent,
     server_address,
 )
@@ -83,11 +84,9 @@ from corral.worker.signals import SignalFlags
 from corral.worker.threaded import AppThreads
 from corral.wsgi import (
     ChunksSource,
-    FileWrapper,
     InputStream,
     StartResponse,
     build_environ,
-    connection_environ,
     empty_source,
 )
 from corral.wsgi.types import WSGIApp
@@ -325,23 +324,7 @@ class WorkerLoop:
                 self._stop_accepting()  # over its share: others take the next ones
 
     def _add_conn(self, sock: socket.socket, addr: Any, lfd: int) -> None:
-        sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            remote_addr, remote_port = str(addr[0]), str(addr[1])
-        else:
-            remote_addr, remote_port = "unix", ""  # AF_UNIX peers are unnamed
-        name, port = self.server_addr[lfd]
-        base = connection_environ(
-            server_name=name,
-            server_port=port,
-            remote_addr=remote_addr,
-            remote_port=remote_port,
-            url_scheme=self.settings.url_scheme,
-            multithread=self.settings.threads > 1,
-            file_wrapper=FileWrapper,
-        )
-        conn = Conn(sock, Connection(self.settings.limits), base, remote_addr)
+        conn = accepted(sock, addr, self.server_addr[lfd], self.settings)
         conn.write = partial(self._app_write, conn)  # write() for every request on it
         conn.deadline = self.now + self.settings.header_timeout_s
         self.conns[conn.fd] = conn
