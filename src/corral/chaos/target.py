@@ -146,19 +146,7 @@ class Target:
 
     def stats(self) -> dict[str, Any] | None:
         """/stats as a dict, or None when there is no stats server or it did not answer."""
-        if self.stats_addr is None:
-            return None
-        host, _, port = self.stats_addr.rpartition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT_S)
-        try:
-            conn.request("GET", "/stats")
-            resp = conn.getresponse()
-            body = resp.read()
-            return json.loads(body) if resp.status == 200 else None  # type: ignore[no-any-return]
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
+        return None if self.stats_addr is None else read_stats(self.stats_addr, HTTP_TIMEOUT_S)
 
     def log_tail(self, lines: int = 20) -> str:
         return "" if self.launched is None else self.launched.log_tail(lines)
@@ -234,3 +222,18 @@ def settled_stats(target: Target, timeout_s: float = 1.0) -> dict[str, Any] | No
             return again or doc
         doc = again
     return doc
+
+
+def read_stats(addr: str, timeout_s: float) -> dict[str, Any] | None:
+    """GET /stats of the stats server at ``HOST:PORT``; None when it does not answer 200 JSON."""
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    try:
+        conn.request("GET", "/stats")
+        resp = conn.getresponse()
+        body = resp.read()
+        return json.loads(body) if resp.status == 200 else None  # type: ignore[no-any-return]
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()

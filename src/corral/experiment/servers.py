@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import re
 import socket
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from corral import launch
+from corral.chaos.target import read_stats
 from corral.memory import attribution
 from corral.memory.proc import (
     AddressRange,
@@ -84,19 +84,7 @@ class Server:
 
     def stats(self) -> dict[str, Any] | None:
         """/stats of a corral server (None for gunicorn or when it does not answer)."""
-        if self.stats_addr is None:
-            return None
-        host, _, port = self.stats_addr.rpartition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=HTTP_TIMEOUT_S)
-        try:
-            conn.request("GET", "/stats")
-            resp = conn.getresponse()
-            body = resp.read()
-            return json.loads(body) if resp.status == 200 else None  # type: ignore[no-any-return]
-        except (OSError, ValueError, http.client.HTTPException):
-            return None
-        finally:
-            conn.close()
+        return None if self.stats_addr is None else read_stats(self.stats_addr, HTTP_TIMEOUT_S)
 
     def workers(self) -> list[tuple[int, int]]:
         """(worker pid, pid it was forked from) for each live worker."""
