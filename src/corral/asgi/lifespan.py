@@ -81,7 +81,7 @@ class Lifespan:
     async def _run(self, scope: dict[str, Any]) -> None:
         try:
             await self.app(scope, self._receive, self._send)
-        except BaseException as exc:  # noqa: BLE001 - reported through the answer
+        except BaseException as exc:
             self._error = exc
             if isinstance(exc, asyncio.CancelledError):
                 raise

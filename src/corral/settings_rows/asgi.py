@@ -29,8 +29,7 @@ ROWS: tuple[Setting, ...] = (
         "loop",
         EventLoop,
         EventLoop.AUTO,
-        "The ASGI worker's event loop: auto takes uvloop when it is installed (uvicorn's "
-        "--loop).",
+        "The ASGI worker's event loop: auto takes uvloop when it is installed (uvicorn's --loop).",
         section=SECTION,
     ),
     S(
@@ -65,8 +64,7 @@ ROWS: tuple[Setting, ...] = (
         "ws_ping_timeout_s",
         float,
         20.0,
-        "Close a WebSocket whose peer has not answered a ping within this long (uvicorn's "
-        "20 s).",
+        "Close a WebSocket whose peer has not answered a ping within this long (uvicorn's 20 s).",
         validator=_non_negative,
         section=SECTION,
         aliases=("--ws-ping-timeout", "ws_ping_timeout"),
