@@ -90,16 +90,19 @@ def websocket_scope(
 
 def wants_websocket(request: Request) -> bool:
     """An RFC 6455 opening handshake: GET, HTTP/1.1, ``Upgrade: websocket``, ``Connection:
-    upgrade`` (the version and key are wsproto's to check)."""
+    upgrade`` and a key (whose form, and the version, are wsproto's to check). Without a key
+    the Upgrade is ignored, as RFC 9110 §7.8 allows, and the request is plain HTTP."""
     if request.method != b"GET" or request.http_version != "1.1":
         return False
-    upgrade = connection = False
+    upgrade = connection = key = False
     for name, value in request.headers:
         if name == b"upgrade":
             upgrade = upgrade or b"websocket" in value.lower()
         elif name == b"connection":
             connection = connection or b"upgrade" in value.lower()
-    return upgrade and connection
+        elif name == b"sec-websocket-key":
+            key = True
+    return upgrade and connection and key
 
 
 def subprotocols(request: Request) -> list[str]:

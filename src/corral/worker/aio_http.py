@@ -153,9 +153,10 @@ class HttpProtocol(asyncio.Protocol):
         self.proto.receive_data(b"")
         if self.cycle is None:
             self._advance()
-        else:
-            self._wake()
-        return True  # keep the write side: a response may still be on its way
+        else:  # an app waiting for more of the body, or for http.disconnect, is told now;
+            self._wake()  # what it still sends goes out: the write side stays open
+            self.cycle.ended()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -361,6 +362,7 @@ class Cycle:
         "conn",
         "done",
         "failed",
+        "has_length",
         "head_sent",
         "headers",
         "request",
@@ -377,6 +379,7 @@ class Cycle:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] | None = None  # start received, head not sent
         self.head_sent = False
+        self.has_length = False  # the app set a Content-Length
         self.trailers = False
         self.body_done = False
         self.response_complete = False
@@ -389,6 +392,8 @@ class Cycle:
     async def run(self, app: ASGI3, scope: dict[str, Any]) -> None:
         try:
             await app(scope, self.receive, self.send)
+        except ClientDisconnected:
+            self._app_failed("")  # the client went (or was answered already): nothing to log
         except Exception:
             self._app_failed("the ASGI app raised")
         else:
@@ -498,7 +503,7 @@ class Cycle:
             if type(status) is not int or not 200 <= status <= 999:
                 raise RuntimeError(f"invalid ASGI response status {status!r}")
             self.status = status
-            self.headers = _header_list(message.get("headers", ()))
+            self.headers, self.has_length = _header_list(message.get("headers", ()))
             self.trailers = bool(message.get("trailers", False))
             return
         if self.failed or conn.closed:
@@ -524,7 +529,12 @@ class Cycle:
 
     async def _body(self, body: bytes, more: bool) -> None:
         proto = self.conn.proto
-        out = self._head() if not self.head_sent else b""
+        if self.head_sent:
+            out = b""
+        elif more or self.trailers or self.has_length:
+            out = self._head()
+        else:  # the whole body in one message: a Content-Length instead of chunks
+            out = self._head(len(body))
         try:
             if body:
                 out += proto.send_data(body)
@@ -541,11 +551,14 @@ class Cycle:
         elif self.conn.write_paused:
             await self._drain()
 
-    def _head(self) -> bytes:
-        if self.headers is None:
+    def _head(self, length: int = -1) -> bytes:
+        headers = self.headers
+        if headers is None:
             raise RuntimeError("http.response.body before http.response.start")
+        if length >= 0:
+            headers = [*headers, (b"content-length", b"%d" % length)]
         try:
-            head = self.conn.proto.send_response(self.status, self.headers)
+            head = self.conn.proto.send_response(self.status, headers)
         except LocalProtocolError as exc:
             raise RuntimeError(f"ASGI app sent a bad response head: {exc}") from None
         self.head_sent = True
@@ -593,21 +606,26 @@ class _HookResponse:
         self.headers = cycle.headers or []
 
 
-def _header_list(headers: Any) -> list[tuple[bytes, bytes]]:
-    """The app's headers as a list of (bytes, bytes) tuples, the app's own list when it is
-    one already (the head cache then sees the same list again); a TypeError names a bad item."""
+def _header_list(headers: Any) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The app's headers as a list of (bytes, bytes) tuples -- the app's own list when it is
+    one already, so the head cache sees the same list again -- and whether one of them is
+    Content-Length. A TypeError names a bad item."""
+    length = False
     if type(headers) is list:
         for item in headers:
             if type(item) is not tuple or len(item) != 2 or type(item[0]) is not bytes:
                 break
             if type(item[1]) is not bytes:
                 break
+            if len(item[0]) == 14 and item[0].lower() == b"content-length":
+                length = True
         else:
-            return headers
+            return headers, length
     out: list[tuple[bytes, bytes]] = []
     for item in headers:
         name, value = item
         if not isinstance(name, bytes) or not isinstance(value, bytes):
             raise TypeError(f"ASGI header names and values must be bytes, got {item!r}")
         out.append((bytes(name), bytes(value)))
-    return out
+        length = length or name.lower() == b"content-length"
+    return out, length

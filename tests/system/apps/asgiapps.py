@@ -190,3 +190,15 @@ async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def corpus_app(scope: Scope, receive: Any, send: Any) -> None:
+    """The ASGI twin of sysapps.corpus_app: read the whole body, answer 200 with 3 bytes."""
+    if scope["type"] != "http":
+        return
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok\n"})
