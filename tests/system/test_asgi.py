@@ -362,3 +362,24 @@ def test_open_websockets_get_1001_on_graceful_stop(corral_factory: Any, tmp_path
     assert asyncio.run(asyncio.wait_for(talk(), 30)) == 1001
     assert c.wait(30) == 0
     assert closes.read_text().split() == ["1001"]
+
+
+def test_open_websockets_are_counted_on_stats_and_metrics(corral_factory: Any) -> None:
+    c = _serve(corral_factory, "asgiapps:ws_echo", "--stats", "127.0.0.1:0")
+    stats = c.wait_log("stats on http://").split("stats on ")[1].split(")")[0]
+
+    def count() -> tuple[int, str]:
+        doc = httpx.get(f"{stats}/stats").json()
+        metrics = httpx.get(f"{stats}/metrics").text
+        line = next(x for x in metrics.splitlines() if x.startswith("corral_websockets_open{"))
+        return doc["totals"]["websockets"], line.rsplit(" ", 1)[1]
+
+    async def talk() -> None:
+        async with websockets.connect(_ws(c)) as one, websockets.connect(_ws(c)) as two:
+            await one.send("a")
+            await two.send("b")
+            assert (await one.recv(), await two.recv()) == ("a", "b")
+            await asyncio.to_thread(wait_for, lambda: count() == (2, "2"), 10)
+        await asyncio.to_thread(wait_for, lambda: count() == (0, "0"), 10)
+
+    asyncio.run(asyncio.wait_for(talk(), 30))

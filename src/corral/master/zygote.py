@@ -207,7 +207,10 @@ def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
     if isinstance(app, AsgiApp):
         from corral.worker.aio import serve as serve_asgi
 
-        return serve_asgi(app, ctx.listeners, settings, writer, census)
+        board = ctx.scoreboard
+        return serve_asgi(
+            app, ctx.listeners, settings, writer, census, lambda n: board.set_websockets(slot, n)
+        )
     return int(serve(app, ctx.listeners, settings, writer, census))
 
 

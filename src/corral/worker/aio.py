@@ -77,9 +77,13 @@ def serve(
     settings: WorkerSettings,
     slot: SlotWriter,
     census: Census | None = None,
+    websockets: Callable[[int], None] | None = None,
 ) -> int:
-    """Serve the ASGI ``app`` until told to stop; return the exit code (0 = normal)."""
+    """Serve the ASGI ``app`` until told to stop; return the exit code (0 = normal).
+    ``websockets`` publishes the count of open WebSockets (the scoreboard's word)."""
     worker = AsgiWorker(app, listeners, settings, slot, census)
+    if websockets is not None:
+        worker.shared.publish_websockets = websockets
     with asyncio.Runner(loop_factory=loop_factory(settings.loop)) as runner:
         return runner.run(worker.run())
 

@@ -80,8 +80,17 @@ class Shared:
         self.draining = False
         self.lame = False  # the master is stopping: the health path says 503
         self.websockets = 0
+        self.publish_websockets: Callable[[int], None] = _ignore  # the scoreboard's word
         fmt = settings.access_log_format
         self.access = fmt or (settings.access_log if settings.access_log != "off" else "")
+
+    def count_websocket(self, delta: int) -> None:
+        self.websockets += delta
+        self.publish_websockets(self.websockets)
+
+
+def _ignore(count: int) -> None:
+    pass
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -97,7 +97,7 @@ class WebSocket:
             conn.protocol_error(ProtocolError(400, f"bad WebSocket handshake: {exc}"))
             self._record()
             return
-        conn.shared.websockets += 1
+        conn.shared.count_websocket(1)
         self.counted = True
         scope = websocket_scope(
             request,
@@ -135,7 +135,7 @@ class WebSocket:
         self.app_done = True
         if self.counted:
             self.counted = False
-            self.conn.shared.websockets -= 1
+            self.conn.shared.count_websocket(-1)
         self._record()
         if self.ws.state is not ConnectionState.LOCAL_CLOSING:
             self._end_transport()  # else the answer (or close_due, in tick) ends it
