@@ -383,3 +383,55 @@ def test_open_websockets_are_counted_on_stats_and_metrics(corral_factory: Any) -
         await asyncio.to_thread(wait_for, lambda: count() == (0, "0"), 10)
 
     asyncio.run(asyncio.wait_for(talk(), 30))
+
+
+ASGI_VERSIONED = """
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({{"type": "websocket.accept"}})
+        while (await receive())["type"] != "websocket.disconnect":
+            await send({{"type": "websocket.send", "text": "{version}"}})
+        return
+    if scope["type"] != "http":
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": []}})
+    await send({{"type": "http.response.body", "body": b"{version}"}})
+"""
+
+
+def test_hup_under_load_serves_new_code_and_closes_old_websockets_cleanly(
+    tmp_path: Path, corral_factory: Any
+) -> None:
+    from loadgen import Load
+
+    (tmp_path / "asgiver.py").write_text(ASGI_VERSIONED.format(version="v1"))
+    c = corral_factory("asgiver:app", "-b", "127.0.0.1:0", "-w", "2", "--chdir", str(tmp_path))
+
+    async def open_ws() -> Any:
+        ws = await websockets.connect(_ws(c))
+        await ws.send("?")
+        assert await ws.recv() == "v1"
+        return ws
+
+    async def closed_code(ws: Any) -> int | None:
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 30)
+        return info.value.rcvd.code if info.value.rcvd is not None else None
+
+    loop = asyncio.new_event_loop()
+    try:
+        ws = loop.run_until_complete(open_ws())
+        with Load(c.host, c.port, connections=4) as load:
+            load.wait_requests(50)
+            (tmp_path / "asgiver.py").write_text(ASGI_VERSIONED.format(version="v2"))
+            c.signal(signal.SIGHUP)
+            wait_for(lambda: load.last_body == b"v2", timeout=30)
+            load.wait_requests(50)
+            stats = load.stop()
+        assert loop.run_until_complete(closed_code(ws)) == 1001  # a close frame, not a reset
+    finally:
+        loop.close()
+    assert stats.failures == []
+    assert stats.bodies[b"v2"] > 0
+    c.wait_log("reload complete")
