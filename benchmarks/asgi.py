@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hello import (  # noqa: E402 - benchmarks/ is not a package
+from hello import (  # benchmarks/ is not a package
     APPS,
     BIN,
     CONNECTIONS,
@@ -235,12 +235,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     fig = _wrk(name, "asgi_apps:app", w, args.duration, log, "/items", lua)
                 else:
                     fig = ws_echo(name, w, args.ws_messages, log)
-                results["cells"].append({"what": what, "workers": w, "round": r, "server": name, **fig})
+                cell = {"what": what, "workers": w, "round": r, "server": name, **fig}
+                results["cells"].append(cell)
                 print(f"{what} w={w} round {r + 1}: {name:17s} {fig}", flush=True)
     if "memory" in only:
         for name in servers:
             fig = memory(name, args.ballast_mb, args.memory_requests, log)
-            results["cells"].append({"what": "memory", "workers": 2, "round": 0, "server": name, **fig})
+            cell = {"what": "memory", "workers": 2, "round": 0, "server": name, **fig}
+            results["cells"].append(cell)
             print(f"memory: {name:17s} {fig}", flush=True)
     return results
 
@@ -267,7 +269,10 @@ def markdown(results: dict[str, Any]) -> str:
             if not group:
                 continue
             out.append(f"\n**{what}, {w} worker(s)**\n")
-            out.append(f"| server | {unit} (median) | vs uvicorn | per server CPU-s | vs uvicorn | vs granian |")
+            out.append(
+                f"| server | {unit} (median) | vs uvicorn | per server CPU-s | vs uvicorn "
+                "| vs granian |"
+            )
             out.append("|---|---:|---:|---:|---:|---:|")
             for name in results["servers"]:
                 mine = [c for c in group if c["server"] == name]
@@ -284,7 +289,10 @@ def markdown(results: dict[str, Any]) -> str:
     if mem:
         ref = next((c for c in mem if c["server"] == "uvicorn"), None)
         out.append("\n**memory: FastAPI with a preloaded heap, 2 workers**\n")
-        out.append("| server | private MiB / worker | vs uvicorn | shared MiB / worker | shared % | requests |")
+        out.append(
+            "| server | private MiB / worker | vs uvicorn | shared MiB / worker | shared % "
+            "| requests |"
+        )
         out.append("|---|---:|---:|---:|---:|---:|")
         for c in mem:
             vs = c["private_mib"] / ref["private_mib"] if ref else float("nan")

@@ -113,6 +113,11 @@ class HttpProtocol(asyncio.Protocol):
         self.client: Address = None
         self.server: Address = None
         self.upgraded: Any = None  # the WebSocket session after an upgrade (worker/aio_ws.py)
+        # The last plain HTTP request and its scope (without state): a keep-alive client
+        # sending the same head gets the core's cached Request object, and a copy of the scope.
+        self.last_request: Request | None = None
+        self.last_scope: dict[str, Any] = {}
+        self.loop = asyncio.get_running_loop()
 
     # ----------------------------------------------------------------- transport callbacks
 
@@ -213,26 +218,31 @@ class HttpProtocol(asyncio.Protocol):
         if shared.draining:
             self.proto.close_after_cycle()
         self.state, self.deadline = APP, _INF
-        cycle = self.cycle = Cycle(self, request)
-        shared.slot.start_request(time.monotonic(), request.method, request.path)
-        ha = self.settings.health_path
-        if ha and (canned := health.answer(request.path, ha, shared.draining or shared.lame)):
-            cycle.canned(canned)
-            return
-        if wants_websocket(request) and not (request.chunked or request.content_length):
-            self.upgraded = shared.upgrade(self, request)  # corral.worker.aio_ws.WebSocket
-            return
-        scope = http_scope(
-            request,
-            self.client,
-            self.server,
-            self.settings.url_scheme,
-            self.settings.root_path,
-            shared.state,
-        )
+        now = time.monotonic()
+        cycle = self.cycle = Cycle(self, request, now)
+        shared.slot.start_request(now, request.method, request.path)
+        if request is self.last_request:  # the same head again (the core's head cache)
+            scope = self.last_scope.copy()
+            if shared.state is not None:
+                scope["state"] = shared.state.copy()
+        else:
+            ha = self.settings.health_path
+            if ha and (canned := health.answer(request.path, ha, shared.draining or shared.lame)):
+                cycle.canned(canned)
+                return
+            if wants_websocket(request) and not (request.chunked or request.content_length):
+                self.upgraded = shared.upgrade(self, request)  # corral.worker.aio_ws.WebSocket
+                return
+            settings = self.settings
+            scope = http_scope(
+                request, self.client, self.server, settings.url_scheme, settings.root_path, None
+            )
+            self.last_request, self.last_scope = request, scope.copy()
+            if shared.state is not None:
+                scope["state"] = shared.state.copy()
         if hooks.per_request:
             hooks.pre_request(request, scope)
-        asyncio.get_running_loop().create_task(cycle.run(shared.app, scope))
+        self.loop.create_task(cycle.run(shared.app, scope))
 
     def finished(self, cycle: Cycle) -> None:
         """The response is out: record it, then take the next request or close."""
@@ -381,10 +391,10 @@ class Cycle:
         "trailers",
     )
 
-    def __init__(self, conn: HttpProtocol, request: Request) -> None:
+    def __init__(self, conn: HttpProtocol, request: Request, now: float) -> None:
         self.conn = conn
         self.request = request
-        self.started = time.monotonic()
+        self.started = now
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] | None = None  # start received, head not sent
         self.head_sent = False
@@ -505,6 +515,16 @@ class Cycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         conn = self.conn
+        if kind == "http.response.body" and self.headers is not None and not conn.closed:
+            if self.failed:
+                raise ClientDisconnected("the response was already given by the server")
+            if self.response_complete:
+                raise RuntimeError(f"{kind} after the response was complete")
+            body = message.get("body", b"")
+            await self._body(
+                body if type(body) is bytes else bytes(body), message.get("more_body", False)
+            )
+            return
         if kind == "http.response.start":
             if self.headers is not None or self.head_sent:
                 raise RuntimeError("http.response.start sent twice")
