@@ -126,6 +126,8 @@ class AsgiWorker:
         self.slot.set_state(WorkerState.BOOTING)
         loop = self.loop = asyncio.get_running_loop()
         self.stopped = loop.create_future()
+        for lsock in self.listeners.values():
+            lsock.setblocking(False)  # before the signals: a drain accepts what is queued
         self._install_signals(loop)
         try:
             await self.lifespan.startup(self.settings.boot_timeout_s)
@@ -134,8 +136,6 @@ class AsgiWorker:
             return exitcodes.WORKER_BOOT_ERROR
         if self.lifespan.supported:
             self.shared.state = self.lifespan.state
-        for lsock in self.listeners.values():
-            lsock.setblocking(False)
         loop.add_reader(self.ep.fileno(), self._on_listen)
         self._start_accepting()
         self.slot.set_state(WorkerState.READY)
