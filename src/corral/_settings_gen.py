@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.choices import AccessLogFormat, LogLevel, WorkerClass
+from corral.choices import AccessLogFormat, EventLoop, Interface, Lifespan, LogLevel, WorkerClass
 from corral.memory.gcpolicy import GcPreset
 from corral.memory.recycle import Metric
 
@@ -73,6 +73,22 @@ class Settings:
     #: Write 'ready <addresses>' to this inherited fd once every worker serves (for supervisors
     #: and tests).
     ready_fd: int
+    #: How the app is called: auto detects ASGI (a coroutine function, or an object whose
+    #: __call__ is one; an ASGI 2 class is wrapped) and calls anything else as WSGI.
+    interface: Interface
+    #: The ASGI worker's event loop: auto takes uvloop when it is installed (uvicorn's --loop).
+    loop: EventLoop
+    #: ASGI lifespan in each worker after fork (never in the zygote): auto runs it and goes on
+    #: without it if the app does not support it; on makes a failed startup a boot failure; off
+    #: never sends it (uvicorn's --lifespan).
+    lifespan: Lifespan
+    #: Largest WebSocket message accepted; a bigger one closes the connection with 1009
+    #: (uvicorn's --ws-max-size, 16 MiB).
+    ws_max_message_bytes: int
+    #: Send a WebSocket ping this often on an open connection (0 = never; uvicorn's 20 s).
+    ws_ping_interval_s: float
+    #: Close a WebSocket whose peer has not answered a ping within this long (uvicorn's 20 s).
+    ws_ping_timeout_s: float
     #: Longest request line in bytes (gunicorn/nginx 8190); longer gets 414.
     limit_request_line: int
     #: Longest header field line in bytes; longer gets 431.

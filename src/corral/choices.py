@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["AccessLogFormat", "LogLevel", "WorkerClass"]
+__all__ = ["AccessLogFormat", "EventLoop", "Interface", "Lifespan", "LogLevel", "WorkerClass"]
 
 
 class AccessLogFormat(StrEnum):
@@ -42,3 +42,27 @@ class WorkerClass(StrEnum):
 
     SYNC = "sync"
     GTHREAD = "gthread"
+
+
+class Interface(StrEnum):
+    """How the app is called: detected from the app itself (``auto``), or forced."""
+
+    AUTO = "auto"  # ASGI when the callable (or its __call__) is a coroutine function
+    WSGI = "wsgi"  # PEP 3333
+    ASGI = "asgi"  # ASGI 3 (an ASGI 2 double callable is wrapped)
+
+
+class EventLoop(StrEnum):
+    """The ASGI worker's event loop (uvicorn's ``--loop``)."""
+
+    AUTO = "auto"  # uvloop when it is installed, else asyncio's
+    ASYNCIO = "asyncio"
+    UVLOOP = "uvloop"
+
+
+class Lifespan(StrEnum):
+    """The ASGI lifespan protocol (uvicorn's ``--lifespan``)."""
+
+    AUTO = "auto"  # run it; an app that does not support it is served without it
+    ON = "on"  # run it; an app that fails or refuses it does not boot
+    OFF = "off"  # never send lifespan events

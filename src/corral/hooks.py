@@ -207,8 +207,9 @@ def pre_request(request: HttpRequest, environ: dict[str, Any]) -> None:
         _notify("pre_request", _me, Request(request))
 
 
-def post_request(request: HttpRequest, resp: StartResponse | None, sent: int) -> None:
-    """After the response went out (only when ``per_request``)."""
+def post_request(request: HttpRequest, resp: StartResponse | Any, sent: int) -> None:
+    """After the response went out (only when ``per_request``). ``resp``: the WSGI
+    ``StartResponse``, or anything with its ``status``/``status_code``/``headers``."""
     environ = _environs.pop(id(request), {})
     if _me is not None and "post_request" in _installed:
         _notify("post_request", _me, Request(request), environ, Response(resp, sent))

@@ -96,7 +96,6 @@ def _worker_class(text: str) -> WorkerClass:
         ) from None
 
 
-
 @dataclass(frozen=True)
 class Setting:
     """One row of the table. ``type`` is int, float, str, bool, list (of str) or a StrEnum."""
@@ -142,7 +141,6 @@ class Setting:
 
 def _is_enum(t: type) -> bool:
     return isinstance(t, type) and issubclass(t, enum.Enum)
-
 
 
 def _toml_value(v: Any) -> str:
@@ -199,7 +197,6 @@ def _convert(setting: Setting, raw: Any) -> Any:
     return t(raw)
 
 
-
 def _from_python(setting: Setting, raw: Any) -> Any:
     """gunicorn's looser Python values: a str for a list, a tuple, an int user id."""
     if setting.type is list and isinstance(raw, str):
@@ -221,12 +218,9 @@ def unsupported(name: str, value: Any, origin: str) -> None:
     log.warning("%s: gunicorn's %s is ignored: %s", origin, name, reason)
 
 
-
 def _show(v: Any) -> str:
     if isinstance(v, list):
         return ", ".join(v) if v else "none"
     if v == "":
         return "empty"
     return str(v)
-
-

@@ -43,8 +43,10 @@ def _exchange(host: str, port: int, raw: bytes, eof: bool, probe: bool) -> bytes
         return _read_to_eof(sock)
 
 
-def test_corpus_over_real_sockets(corral_factory: Any) -> None:
-    c = corral_factory("sysapps:corpus_app", "-b", "127.0.0.1:0", "-w", "2")
+@pytest.mark.parametrize("app", ["sysapps:corpus_app", "asgiapps:corpus_app"])
+def test_corpus_over_real_sockets(corral_factory: Any, app: str) -> None:
+    """The WSGI and the ASGI worker drive the same HTTP core: the same verdicts."""
+    c = corral_factory(app, "-b", "127.0.0.1:0", "-w", "2")
     workers = worker_pids(c.pid)
     mismatches = []
     cases = load_cases()

@@ -223,8 +223,7 @@ class Connection:
             raise
 
     def _fail(self, exc: ProtocolError) -> None:
-        self._error = exc
-        self._state = _ERROR
+        self._error, self._state = exc, _ERROR
         self._buf.clear()
 
     def _next_event(self) -> Request | Data | EndOfMessage | Sentinel:
@@ -506,6 +505,12 @@ class Connection:
         if self._error is not None or self._close_after or self._resp_close:
             return False
         return self._request is None or self._request.keep_alive
+
+    def take_buffered(self) -> bytes:
+        """Hand over what was received past this request's head (a WebSocket upgrade): the
+        connection is done with HTTP afterwards and every later ``next_event`` says CLOSED."""
+        data, self._buf, self._state = bytes(self._buf), bytearray(), _CLOSED
+        return data
 
     def close_after_cycle(self) -> None:
         """Server is draining: this cycle's response says ``Connection: close``."""

@@ -38,9 +38,7 @@ class StatsGlue:
         self.scoreboard = scoreboard
         self.memory = memory
         self.fleet = Fleet(scoreboard, now=time.monotonic())
-        self.server = StatsServer(
-            sock, self.snapshot, healthy=healthy, allowed_hosts=allowed_hosts
-        )
+        self.server = StatsServer(sock, self.snapshot, healthy=healthy, allowed_hosts=allowed_hosts)
         host, port = self.server.address
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.next_snapshot = 0.0
@@ -108,8 +106,6 @@ def start_stats_server(
 ) -> StatsGlue:
     address = parse_address(address_text)
     sock = bind_stats_socket(address.host, address.port, allow_remote=allow_remote)
-    glue = StatsGlue(
-        scoreboard, sock, healthy=healthy, memory=memory, allowed_hosts=allowed_hosts
-    )
+    glue = StatsGlue(scoreboard, sock, healthy=healthy, memory=memory, allowed_hosts=allowed_hosts)
     os.environ["CORRAL_STATS_URL"] = f"http://{glue.address}"
     return glue

@@ -156,4 +156,3 @@ class Notifier:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-

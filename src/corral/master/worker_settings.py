@@ -63,6 +63,12 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         max_pending_bytes=cfg.max_pending_response_mib * 1024 * 1024,
         health_path=cfg.health_path,
         drain_idle_s=cfg.drain_idle_s,
+        boot_timeout_s=cfg.boot_timeout_s,
+        loop=cfg.loop,
+        lifespan=cfg.lifespan,
+        ws_max_message_bytes=cfg.ws_max_message_bytes,
+        ws_ping_interval_s=cfg.ws_ping_interval_s,
+        ws_ping_timeout_s=cfg.ws_ping_timeout_s,
     )
 
 

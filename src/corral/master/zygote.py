@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from corral import hooks
+from corral.asgi import AsgiApp, choose_interface
+from corral.choices import EventLoop
 from corral.config import Config
 from corral.lifecycle import Failed, Loaded, Spawn, Spawned, ZygoteMessage, decode, encode
 from corral.master import exitcodes, sysdeps
@@ -75,7 +77,11 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
     try:
         gcpolicy.begin_preload(preset)
         _import_worker_code()
-        app = load_app(ctx.cfg.app, ctx.cfg.chdir, ctx.cfg.pythonpath)
+        app = choose_interface(
+            load_app(ctx.cfg.app, ctx.cfg.chdir, ctx.cfg.pythonpath), ctx.cfg.interface
+        )
+        if isinstance(app, AsgiApp):
+            _import_asgi_worker_code(ctx.cfg.loop)
         warmup = make_warmup(app, list(ctx.cfg.warmup)) if ctx.cfg.warmup else None
         report = gcpolicy.finish_preload(
             preset, warmup=warmup, collect_before_freeze=ctx.cfg.gc_collect_before_freeze
@@ -92,6 +98,16 @@ def _import_worker_code() -> None:
     """Import what every worker runs before the heap is frozen, so it is shared too."""
     import corral.stats.scoreboard
     import corral.worker  # noqa: F401
+
+
+def _import_asgi_worker_code(loop: EventLoop) -> None:
+    """An ASGI app's worker code (asyncio, wsproto, uvloop) is shared too; no loop is made here:
+    a loop holds fds and state that must not cross a fork."""
+    import asyncio  # noqa: F401
+
+    from corral.worker import aio
+
+    aio.loop_factory(loop)  # imports uvloop when it is to be used (ImportError: a clear failure)
 
 
 def _describe(report: Any) -> str:
@@ -187,7 +203,15 @@ def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
     writer = ctx.scoreboard.writer(slot)
     install_gc_callbacks(writer)
     census = ctx.scoreboard.census  # connections balanced across workers
-    return int(serve(app, ctx.listeners, worker_settings(ctx.cfg), writer, census))
+    settings = worker_settings(ctx.cfg)
+    if isinstance(app, AsgiApp):
+        from corral.worker.aio import serve as serve_asgi
+
+        board = ctx.scoreboard
+        return serve_asgi(
+            app, ctx.listeners, settings, writer, census, lambda n: board.set_websockets(slot, n)
+        )
+    return int(serve(app, ctx.listeners, settings, writer, census))
 
 
 def _reset_signals() -> None:

@@ -183,6 +183,12 @@ def render_prometheus(snap: FleetSnapshot) -> str:
             _per_worker(snap, "corral_connections_open", "connections"),
         ),
         *_family(
+            "corral_websockets_open",
+            "gauge",
+            "WebSocket connections open now (ASGI workers).",
+            _per_worker(snap, "corral_websockets_open", "websockets"),
+        ),
+        *_family(
             "corral_worker_heartbeat_age_seconds",
             "gauge",
             "Seconds since the worker's loop last wrote its heartbeat.",
@@ -277,6 +283,7 @@ def _worker_dict(now: float, w: WorkerView) -> dict[str, Any]:
         "by_status": dict(zip(STATUS_CLASSES, s.by_status, strict=True)),
         "in_flight": s.in_flight,
         "connections": s.connections,
+        "websockets": s.websockets,
         "bytes_in": s.bytes_in,
         "bytes_out": s.bytes_out,
         **_window_dict(w.window),
@@ -299,6 +306,7 @@ def _totals_dict(snap: FleetSnapshot) -> dict[str, Any]:
         "requests": t.requests,
         "by_status": dict(zip(STATUS_CLASSES, t.by_status, strict=True)),
         "in_flight": snap.in_flight,
+        "websockets": sum(w.slot.websockets for w in snap.workers),
         "bytes_in": t.bytes_in,
         "bytes_out": t.bytes_out,
         **_window_dict(snap.window),
@@ -315,7 +323,8 @@ def snapshot_dict(snap: FleetSnapshot) -> dict[str, Any]:
     """The /stats document.
 
     ``workers``: one object per live worker (index, id, pid, generation, state, uptime_s,
-    heartbeat_age_s, requests, by_status{1xx..5xx}, in_flight, connections, bytes_in/out, rps,
+    heartbeat_age_s, requests, by_status{1xx..5xx}, in_flight, connections, websockets,
+    bytes_in/out, rps,
     errors_4xx/5xx_per_s, p50/p90/p99/p999_ms over the last window, memory{rss,pss,uss,shared,
     swap} or null, cow{cow_shared_pages,cow_copied_pages} or null, shared_ratio, memory_history
     [[t, shared, private], ...] (bytes, private = USS), gc{collections,

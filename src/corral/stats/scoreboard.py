@@ -31,6 +31,7 @@ Layout (native byte order, every field one 8-byte word, ``q`` = int64, ``d`` = f
       17  duration sum (s)      d
       18  current request start d     (meaningful while in flight > 0)
       19  gc collections gen0   q
+     202  open WebSockets       q     (ASGI workers: ``Scoreboard.set_websockets``)
 
 Consistency: multi-word updates (the worker's ``flush`` of the requests and collections it
 batched since the last one, and the master's ``reset``) are bracketed by a seqlock: ``seq``
@@ -96,7 +97,8 @@ DURATION_SUM, REQUEST_START = 17, 18
 GC_COUNT0, GC_PAUSE0 = 19, 22
 LINE_LEN, LINE0 = 25, 26
 HIST0 = LINE0 + REQUEST_LINE_BYTES // 8
-SLOT_WORDS = HIST0 + histogram.NBUCKETS
+WEBSOCKETS = HIST0 + histogram.NBUCKETS  # open WebSockets (the ASGI worker; set_websockets)
+SLOT_WORDS = WEBSOCKETS + 1
 SLOT_STRIDE = -(-SLOT_WORDS * 8 // 64) * 64
 
 _LINE_OFFSET = LINE0 * 8
@@ -128,6 +130,7 @@ class SlotSnapshot:
     request_start: float  # 0.0 when nothing is in flight
     request_line: str
     memory_alert: int  # bytes the worker estimated when over its memory limit; 0 while under
+    websockets: int  # open WebSocket connections (ASGI workers)
     gc_collections: tuple[int, int, int]
     gc_pause_s: tuple[float, float, float]
     histogram: tuple[int, ...]
@@ -418,6 +421,12 @@ class Scoreboard:
         with self._slot_view(index) as raw, raw.cast("q") as q:
             q[PID] = pid
 
+    def set_websockets(self, index: int, count: int) -> None:
+        """Worker: its open WebSockets, one word (an upgrade or a close is rare next to a
+        request, so it is written from here rather than by the recorders)."""
+        with self._slot_view(index) as raw, raw.cast("q") as q:
+            q[WEBSOCKETS] = count
+
     def clear(self, index: int) -> None:
         """Master: zero slot ``index`` and mark it EMPTY (after retiring its worker)."""
         self._stamp(index, 0, 0, 0, 0.0, WorkerState.EMPTY)
@@ -557,6 +566,7 @@ def _decode(index: int, data: bytes) -> SlotSnapshot:
         request_start=d[REQUEST_START] if busy else 0.0,
         request_line=line if busy else "",
         memory_alert=q[MEMORY_ALERT],
+        websockets=max(0, q[WEBSOCKETS]),
         gc_collections=(q[GC_COUNT0], q[GC_COUNT0 + 1], q[GC_COUNT0 + 2]),
         gc_pause_s=(d[GC_PAUSE0], d[GC_PAUSE0 + 1], d[GC_PAUSE0 + 2]),
         histogram=tuple(q[HIST0 : HIST0 + histogram.NBUCKETS]),

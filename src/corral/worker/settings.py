@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.choices import AccessLogFormat
+from corral.choices import AccessLogFormat, EventLoop, Lifespan
 from corral.http import Limits
 
 
@@ -53,6 +53,12 @@ class WorkerSettings:
     memory_limits: tuple[int, str, int]
     health_path: str  # answered by the loop itself (corral.worker.health); "" = off
     drain_idle_s: float  # while draining, how long an idle kept-alive connection is kept
+    boot_timeout_s: float  # the ASGI worker's lifespan startup must answer within this
+    loop: EventLoop  # the ASGI worker's event loop (corral.worker.aio)
+    lifespan: Lifespan  # ASGI lifespan protocol (corral.asgi.lifespan)
+    ws_max_message_bytes: int  # larger WebSocket messages close with 1009
+    ws_ping_interval_s: float  # 0 = no pings
+    ws_ping_timeout_s: float
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:

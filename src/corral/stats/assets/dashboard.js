@@ -318,6 +318,7 @@ function drawHeader(doc) {
   $("kpi-4xx").classList.toggle("nonzero", t.errors_4xx_per_s > 0);
   $("kpi-5xx").classList.toggle("nonzero", t.errors_5xx_per_s > 0);
   setKpi("kpi-inflight", String(t.in_flight));
+  setKpi("kpi-websockets", String(t.websockets ?? 0));
   const recycles = Object.values(t.recycles).reduce((a, b) => a + b, 0);
   setKpi("kpi-restarts", `${t.restarts} · ${recycles}`);
   const priv = doc.workers.map((w) => memoryRing(w).pop()).filter(Boolean);
