@@ -8,10 +8,13 @@ precedents of the defaults are in the table (corral.config) and in ``master/work
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from corral.choices import AccessLogFormat
 from corral.http import Limits
+from corral.http.forwarded import TrustedProxies
+from corral.http.proxyproto import ProxyMode
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class WorkerSettings:
     memory_limits: tuple[int, str, int]
     health_path: str  # answered by the loop itself (corral.worker.health); "" = off
     drain_idle_s: float  # while draining, how long an idle kept-alive connection is kept
+    # Whose X-Forwarded-*/Forwarded headers count (corral.http.forwarded, worker/proxied.py).
+    forwarded_allow: TrustedProxies
+    proxy_protocol: ProxyMode  # the PROXY header expected from proxy_allow peers
+    proxy_allow: TrustedProxies
+    tls: ssl.SSLContext | None  # this generation's context (corral.tlsconfig); None = plain
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
