@@ -16,6 +16,7 @@ generation since they inherit the same keys). ``wrap`` hooks are the worker's bu
 from __future__ import annotations
 
 import enum
+import re
 import ssl
 from enum import StrEnum
 from typing import Any, Protocol
@@ -119,13 +120,18 @@ def _load_chain(ctx: ssl.SSLContext, certfile: str, keyfile: str | None) -> None
         raise ValueError(f"cannot use the certificate in {where}: {_why(exc)}") from None
 
 
+_REASONS = {
+    "KEY_VALUES_MISMATCH": "the key does not match the certificate",
+    "PEM_LIB": "not a PEM certificate and key (is the key missing?)",
+    "NO_START_LINE": "not a PEM file",
+}
+
+
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError) and exc.reason:
-        return {
-            "KEY_VALUES_MISMATCH": "the key does not match the certificate",
-            "PEM_LIB": "not a PEM certificate/key (or the key is missing)",
-            "NO_START_LINE": "not a PEM file",
-        }.get(exc.reason, exc.reason.lower().replace("_", " "))
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc)
+    """OpenSSL's complaint in words, without its source-file suffix."""
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ("PEM_LIB" if "PEM lib" in str(exc) else None)
+        if reason:
+            return _REASONS.get(reason, reason.lower().replace("_", " "))
+    text = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    return re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", text)

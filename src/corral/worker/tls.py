@@ -38,6 +38,11 @@ WRITE_CHUNK = 65536  # bytes per SSL_write: four full records
 JOIN_MAX = 262144  # sendmsg joins buffers up to this many bytes per call
 
 Watch = Callable[[int, int], None]  # epoll.modify(fd, events)
+_PLAIN_BODY = b"This port speaks HTTPS: use https:// in the URL.\n"
+PLAIN_HTTP_ANSWER = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_PLAIN_BODY), _PLAIN_BODY)
+)
 
 
 class TLSSocket(ssl.SSLSocket):
@@ -121,9 +126,21 @@ class TLSSocket(ssl.SSLSocket):
             raise BlockingIOError from None
         except ssl.SSLError as exc:
             error_log.debug("TLS handshake failed: %s", exc.reason or exc)
+            if exc.reason == "HTTP_REQUEST":
+                self._corral_plain_http()
             raise ConnectionAbortedError(f"TLS handshake failed: {exc.reason}") from None
         self._corral_wait(select.EPOLLIN)
         self.corral_ready, self.corral_watch = True, None
+
+    def _corral_plain_http(self) -> None:
+        """A plain-HTTP request on the TLS port: say so in plain HTTP (nginx does too), after
+        reading what the client sent so the close is a FIN, not a reset it may never read."""
+        with contextlib.suppress(OSError):
+            for _ in range(4):
+                if not socket.socket.recv(self, 65536):
+                    break
+        with contextlib.suppress(OSError):
+            socket.socket.send(self, PLAIN_HTTP_ANSWER)
 
     def _corral_wait(self, events: int) -> None:
         if events != self.corral_events and self.corral_watch is not None:
