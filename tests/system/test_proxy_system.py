@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -108,21 +109,19 @@ def _corral(tmp: Path, procs: list[Corral | Launched], *args: str, **env: str) -
 # ---------------------------------------------------------------- forwarded headers
 
 
-NGINX_SITE = """
-server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    location / {{
-        proxy_pass http://127.0.0.1:{upstream};
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $http_host;
-        proxy_set_header X-Forwarded-Port $server_port;
-    }}
-}}
-"""
+DOC = Path(__file__).parents[2] / "docs" / "deploy.md"
+
+
+def _doc_block(lang: str) -> str:
+    """The one ```lang block of docs/deploy.md: the tests run the configs the page shows."""
+    blocks = re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, f"one ```{lang} block in {DOC}"
+    return str(blocks[0])
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert old in text, f"{old!r} in the documented config"
+    return text.replace(old, new)
 
 
 def _nginx(tmp: Path, procs: list[Corral | Launched], site: str) -> None:
@@ -170,7 +169,10 @@ def test_behind_nginx_django_sees_https_and_the_client(
     _need(NGINX)
     corral = _corral(tmp_path, started, "-b", "127.0.0.1:0")
     port = _free_port()
-    site = NGINX_SITE.format(port=port, cert=certs.cert, key=certs.key, upstream=corral.port)
+    site = _replace(_doc_block("nginx"), "listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+    site = _replace(site, "/etc/ssl/shop.example.pem", str(certs.cert))
+    site = _replace(site, "/etc/ssl/shop.example.key", str(certs.key))
+    site = _replace(site, "127.0.0.1:8000", f"127.0.0.1:{corral.port}")
     _nginx(tmp_path, started, site)
     wait_for(lambda: _listening(port), 20)
     transport = httpx.HTTPTransport(verify=certs.client_ctx(), local_address="127.0.0.5")
@@ -212,25 +214,26 @@ def test_forwarded_headers_from_an_untrusted_address_are_ignored(
 # ---------------------------------------------------------------- PROXY protocol
 
 
-HAPROXY_CFG = """
+HAPROXY_GLOBAL = """
 global
     maxconn 64
 defaults
-    mode tcp
     timeout connect 5s
     timeout client 30s
     timeout server 30s
-frontend v1
-    bind 127.0.0.1:{v1}
-    default_backend corral_v1
-frontend v2
-    bind 127.0.0.1:{v2}
-    default_backend corral_v2
-backend corral_v1
-    server corral 127.0.0.1:{upstream} send-proxy
-backend corral_v2
-    server corral 127.0.0.1:{upstream} send-proxy-v2
 """
+
+
+def _haproxy_cfg(upstream: int, v1: int, v2: int) -> str:
+    """The documented frontend/backend twice: as written (send-proxy-v2), and with v1."""
+    doc = _replace(_doc_block("haproxy"), "127.0.0.1:8000", f"127.0.0.1:{upstream}")
+    second = _replace(doc, "send-proxy-v2", "send-proxy").replace("web_in", "web_in_v1")
+    second = second.replace("corral", "corral_v1")
+    return (
+        HAPROXY_GLOBAL
+        + _replace(doc, "bind :80", f"bind 127.0.0.1:{v2}")
+        + _replace(second, "bind :80", f"bind 127.0.0.1:{v1}")
+    )
 
 
 def test_haproxy_proxy_protocol_v1_and_v2_give_the_real_client(
@@ -240,7 +243,7 @@ def test_haproxy_proxy_protocol_v1_and_v2_give_the_real_client(
     corral = _corral(tmp_path, started, "-b", "127.0.0.1:0", "--proxy-protocol", "auto")
     v1, v2 = _free_port(), _free_port()
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(HAPROXY_CFG.format(v1=v1, v2=v2, upstream=corral.port))
+    cfg.write_text(_haproxy_cfg(corral.port, v1, v2))
     check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True)
     assert check.returncode == 0, check.stderr.decode()
     hap = spawn([HAPROXY, "-db", "-f", str(cfg)], log_path=tmp_path / "hap.log", ready_pipe=False)
