@@ -28,6 +28,7 @@ workers. Its rules:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -73,7 +74,7 @@ class TrustedProxies:
     match their IPv4 entries.
     """
 
-    __slots__ = ("_cache", "_nets", "everyone", "spec")
+    __slots__ = ("_cache", "_nets", "everyone", "results", "spec")
 
     def __init__(self, entries: Iterable[str]) -> None:
         items = [part.strip() for entry in entries for part in entry.split(",") if part.strip()]
@@ -90,6 +91,9 @@ class TrustedProxies:
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         self._cache: dict[str, bool] = {}
+        # resolve()'s answers, by everything they depend on: a proxy's kept-alive connection
+        # sends the same headers again and again (bounded: clients choose the values).
+        self.results: dict[tuple[object, ...], Resolved] = {}
 
     def __contains__(self, host: object) -> bool:
         if self.everyone:
@@ -151,9 +155,17 @@ def resolve(
     found = _collect(headers)
     if not found:
         return same
-    if any(name in _X_NAMES for name in found):
-        return _from_x_forwarded(found, scheme, client, trusted)
-    return _from_forwarded(found[b"forwarded"], scheme, client, trusted)
+    key = (client, scheme, *found.items())
+    resolved = trusted.results.get(key)
+    if resolved is None:
+        if any(name in _X_NAMES for name in found):
+            resolved = _from_x_forwarded(found, scheme, client, trusted)
+        else:
+            resolved = _from_forwarded(found[b"forwarded"], scheme, client, trusted)
+        if len(trusted.results) >= 1024:
+            trusted.results.clear()
+        trusted.results[key] = resolved
+    return resolved
 
 
 def _collect(headers: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
@@ -330,6 +342,7 @@ def _port(text: str | None) -> int | None:
     return int(text)
 
 
+@functools.lru_cache(maxsize=4096)  # ipaddress takes microseconds; proxies repeat clients
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """``host`` as an address (IPv4-mapped IPv6 as its IPv4), or None."""
     try:

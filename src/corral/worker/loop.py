@@ -417,7 +417,7 @@ class WorkerLoop:
         inp = InputStream(source or empty_source)
         conn.resp, conn.input = resp, inp
         environ = build_environ(request, conn.base, inp, self.settings.root_path)
-        if conn.trusted and not FORWARDED_KEYS.isdisjoint(environ):  # behind a proxy
+        if conn.trusted and not environ.keys().isdisjoint(FORWARDED_KEYS):  # behind a proxy
             forwarded_environ(environ, conn.peer, request, self.settings.forwarded_allow)
         if hooks.per_request:
             hooks.pre_request(request, environ)

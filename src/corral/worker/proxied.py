@@ -14,7 +14,7 @@ runs the preface first; TLS ones run it before the handshake (``corral.worker.tl
 
 Forwarding headers are applied per request by :func:`forwarded_environ`, which the loop calls
 only for a connection from ``forwarded_allow_ips`` whose environ holds one of the headers
-(``corral.http.forwarded.ENVIRON_KEYS.isdisjoint(environ)``: one cheap check otherwise).
+(``environ.keys().isdisjoint(ENVIRON_KEYS)``: seven dict lookups otherwise, ~0.15 µs).
 """
 
 from __future__ import annotations
