@@ -146,6 +146,10 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str, Any], ...] = (
     ("control_socket_disable", ("--no-control-socket",), "store_true", False),
 )
 
+# Settings whose gunicorn default is read from an environment variable (Heroku's buildpack sets
+# FORWARDED_ALLOW_IPS="*"): the variable is corral's default too, below a config file.
+DEFAULT_ENV = {"forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}
+
 # Every server hook of gunicorn's (gunicorn 27.0.1).
 GUNICORN_HOOKS = (
     "on_starting",

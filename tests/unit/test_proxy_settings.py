@@ -69,3 +69,17 @@ def test_bad_values_are_one_line_errors(argv: tuple[str, ...], message: str) -> 
     with pytest.raises(config.ConfigError, match=message) as info:
         _load(*argv)
     assert "\n" not in str(info.value)
+
+
+def test_gunicorns_forwarded_allow_ips_variable_is_the_default(tmp_path: Path) -> None:
+    assert _load(environ={"FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == ["*"]
+    both = {"FORWARDED_ALLOW_IPS": "*", "CORRAL_FORWARDED_ALLOW_IPS": "10.0.0.1"}
+    assert _load(environ=both).forwarded_allow_ips == ["10.0.0.1"]
+    path = tmp_path / "c.toml"
+    path.write_text('forwarded_allow_ips = ["10.0.0.2"]\n')
+    from_file = config.load(
+        argparse.Namespace(config=str(path)), environ={"FORWARDED_ALLOW_IPS": "*"}
+    )
+    assert from_file.forwarded_allow_ips == ["10.0.0.2"]
+    with pytest.raises(config.ConfigError, match="environment FORWARDED_ALLOW_IPS"):
+        _load(environ={"FORWARDED_ALLOW_IPS": "bogus"})
