@@ -39,7 +39,7 @@ class CertReqs(StrEnum):
             return words.get(int(value))
         if isinstance(value, str):
             text = value.strip().lower().removeprefix("cert_")
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
                 return words.get(int(text))
             return next((m for m in cls if m.value == text), None)
         return None

@@ -116,6 +116,8 @@ def test_host_and_port() -> None:
     for bad in ("a b", "evil.example/x", "a.example:99999", "@", ""):
         assert _resolve(("X-Forwarded-Host", bad)).host is None, bad
     assert _resolve(("X-Forwarded-Port", "0")).server_port is None
+    assert _resolve(("X-Forwarded-Port", "\u00b2")).server_port is None  # isdigit(), not int()
+    assert _resolve(("X-Forwarded-For", "1.2.3.4:\u00b2")).client == PROXY
 
 
 def test_rfc7239_forwarded() -> None:

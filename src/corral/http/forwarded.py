@@ -337,7 +337,9 @@ def _last(value: str | None) -> str | None:
 
 
 def _port(text: str | None) -> int | None:
-    if text is None or not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 5:
+        return None
+    if not 0 < int(text) < 65536:
         return None
     return int(text)
 
