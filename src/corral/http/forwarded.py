@@ -64,6 +64,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _OBF = re.compile(r"_[A-Za-z0-9._\-]+")  # RFC 7239 §6.3 obfnode / obfport
 _MAX_HOPS = 64  # bound the walk: a header may repeat a hop without end
+_RESULTS_MAX = 256  # resolve()'s answers kept (keys hold header values: a few MiB at most)
 
 
 class TrustedProxies:
@@ -162,7 +163,7 @@ def resolve(
             resolved = _from_x_forwarded(found, scheme, client, trusted)
         else:
             resolved = _from_forwarded(found[b"forwarded"], scheme, client, trusted)
-        if len(trusted.results) >= 1024:
+        if len(trusted.results) >= _RESULTS_MAX:
             trusted.results.clear()
         trusted.results[key] = resolved
     return resolved
@@ -344,9 +345,16 @@ def _port(text: str | None) -> int | None:
     return int(text)
 
 
-@functools.lru_cache(maxsize=4096)  # ipaddress takes microseconds; proxies repeat clients
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """``host`` as an address (IPv4-mapped IPv6 as its IPv4), or None."""
+    return _address(host) if len(host) <= _ADDRESS_MAX else None
+
+
+_ADDRESS_MAX = 45  # the longest IPv6 text (IPv4-mapped, RFC 4291 §2.2); keeps the cache small
+
+
+@functools.lru_cache(maxsize=4096)  # ipaddress takes microseconds; proxies repeat clients
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(host)
     except ValueError:
