@@ -7,6 +7,7 @@ loop makes for forwarding headers (none sent), and with X-Forwarded-For/-Proto r
 from __future__ import annotations
 
 import timeit
+from types import SimpleNamespace
 from typing import Any
 
 from corral.http import Connection, Request
@@ -21,6 +22,9 @@ BASE = connection_environ(
 )
 
 
+CONN = SimpleNamespace(peer=("127.0.0.1", 5000), remote="127.0.0.1")
+
+
 def _request(extra: bytes) -> Request:
     conn = Connection()
     conn.receive_data(b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: wrk\r\n" + extra + b"\r\n")
@@ -32,7 +36,7 @@ def _request(extra: bytes) -> Request:
 def _as_the_loop(request: Request) -> dict[str, Any]:
     environ = build_environ(request, BASE, None)
     if not environ.keys().isdisjoint(ENVIRON_KEYS):  # worker/loop.py:_run_app
-        forwarded_environ(environ, ("127.0.0.1", 5000), request, TRUSTED)
+        forwarded_environ(environ, CONN, request, TRUSTED)
     return environ
 
 

@@ -167,7 +167,7 @@ def test_behind_nginx_django_sees_https_and_the_client(
     tmp_path: Path, certs: Certs, started: list[Corral | Launched]
 ) -> None:
     _need(NGINX)
-    corral = _corral(tmp_path, started, "-b", "127.0.0.1:0")
+    corral = _corral(tmp_path, started, "-b", "127.0.0.1:0", "--access-log", "common")
     port = _free_port()
     site = _replace(_doc_block("nginx"), "listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
     site = _replace(site, "/etc/ssl/shop.example.pem", str(certs.cert))
@@ -182,6 +182,7 @@ def test_behind_nginx_django_sees_https_and_the_client(
     assert seen["url"] == f"https://localhost:{port}/x"
     assert seen["remote"] == "127.0.0.5"  # X-Forwarded-For: the client nginx saw
     assert seen["server"] == ["localhost", str(port)]
+    corral.wait_log("127.0.0.5 - - [")  # the access log names the client too
 
 
 def test_forwarded_headers_from_an_untrusted_address_are_ignored(

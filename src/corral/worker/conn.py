@@ -109,6 +109,7 @@ class Conn:
 
     def reset(self) -> None:
         """Forget the finished request; keep the connection."""
+        self.remote = self.base["REMOTE_ADDR"]  # a proxy's X-Forwarded-For named another
         self.request: Request | None = None
         self.chunks: list[bytes] = []
         self.resp: StartResponse | None = None

@@ -418,7 +418,7 @@ class WorkerLoop:
         conn.resp, conn.input = resp, inp
         environ = build_environ(request, conn.base, inp, self.settings.root_path)
         if conn.trusted and not environ.keys().isdisjoint(FORWARDED_KEYS):  # behind a proxy
-            forwarded_environ(environ, conn.peer, request, self.settings.forwarded_allow)
+            forwarded_environ(environ, conn, request, self.settings.forwarded_allow)
         if hooks.per_request:
             hooks.pre_request(request, environ)
         if self.writes is not None:

@@ -116,16 +116,18 @@ def client_from(conn: Any) -> OnHeader:
 
 
 def forwarded_environ(
-    environ: dict[str, Any], peer: tuple[str, int] | None, request: Request, trusted: TrustedProxies
+    environ: dict[str, Any], conn: Any, request: Request, trusted: TrustedProxies
 ) -> None:
-    """Apply a trusted proxy's forwarding headers to ``environ`` (corral.http.forwarded)."""
+    """Apply a trusted proxy's forwarding headers to ``environ`` (corral.http.forwarded); the
+    client they name is also the access log's for this request (``Conn.reset`` restores it)."""
     port = environ["REMOTE_PORT"]
     client = (environ["REMOTE_ADDR"], int(port)) if port else None
     scheme = environ["wsgi.url_scheme"]
-    resolved = resolve(peer, None, scheme, request.headers, trusted, client=client)
+    resolved = resolve(conn.peer, None, scheme, request.headers, trusted, client=client)
     environ["wsgi.url_scheme"] = resolved.scheme
     if resolved.client is not None and resolved.client != client:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = resolved.client[0], str(resolved.client[1])
+        conn.remote = resolved.client[0]
     if resolved.host is not None:
         environ["HTTP_HOST"] = resolved.host
     if resolved.server_host is not None:
