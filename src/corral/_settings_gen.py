@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from corral.choices import AccessLogFormat, EventLoop, Interface, Lifespan, LogLevel, WorkerClass
+from corral.http.proxyproto import ProxyMode
 from corral.memory.gcpolicy import GcPreset
 from corral.memory.recycle import Metric
+from corral.tlsconfig import CertReqs
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +194,29 @@ class Settings:
     #: (answered with Connection: close), then closed after checking nothing arrived. Keep it
     #: above the balancer's idle pool timeout (nginx upstream keepalive_timeout).
     drain_idle_s: float
+    #: Proxies whose X-Forwarded-Proto/-For/-Host/-Port and Forwarded (RFC 7239) headers set
+    #: the scheme, client address and host: IPs or networks (10.0.0.0/8), * for any (gunicorn's
+    #: default and meaning; a unix-socket peer is trusted). From other peers the headers are
+    #: ignored.
+    forwarded_allow_ips: list[str]
+    #: PROXY protocol header expected from an allowed proxy (HAProxy send-proxy: v1, send-
+    #: proxy-v2: v2; auto: either, or none); it names the real client (REMOTE_ADDR). A
+    #: connection from an allowed proxy without a valid header is closed.
+    proxy_protocol: ProxyMode
+    #: Peers whose PROXY protocol header is read (as forwarded_allow_ips; gunicorn's default).
+    #: Other peers speak plain HTTP.
+    proxy_allow_ips: list[str]
+    #: TLS certificate (PEM, chain included); setting it serves HTTPS on every bind. Read at
+    #: start and again on HUP (a new generation).
+    certfile: str
+    #: TLS private key (PEM); empty when certfile holds the key too.
+    keyfile: str
+    #: CA certificates (PEM) that client certificates are verified against.
+    ca_certs: str
+    #: Client certificates: none, optional (verified when sent) or required (needs ca_certs).
+    #: gunicorn's 0/1/2 are accepted.
+    cert_reqs: CertReqs
+    #: OpenSSL cipher list for TLS 1.2 (empty = Python's secure default).
+    ciphers: str
+    #: Lowest TLS version accepted: a name of ssl.TLSVersion (TLSv1_2, TLSv1_3).
+    ssl_min_version: str

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from corral import __version__, cliargs, config, hooks
 from corral.master import exitcodes
+from corral.tlsconfig import build_context
 
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
@@ -53,6 +54,10 @@ def serve(argv: Sequence[str]) -> int:
         _setup_logging(cfg)
     except OSError as exc:
         return _fail(f"cannot open log file {exc.filename}: {exc.strerror}")
+    try:  # a missing or mismatched certificate is a one-line error, before anything binds
+        build_context(cfg)
+    except ValueError as exc:
+        return _fail(f"TLS: {exc}")
     _prepare_process(cfg)
     hooks.install(found_hooks)
     try:

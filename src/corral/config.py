@@ -164,6 +164,9 @@ def load_with_hooks(
     """``load``, plus the server hooks a Python config file defined (by gunicorn's names)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {s.name: _copy(s.default) for s in SETTINGS}
+    for name, var in compat.DEFAULT_ENV.items():  # gunicorn's defaults from the environment
+        if var in environ:
+            values[name] = _coerce(BY_NAME[name], environ[var], "environment " + var)
     given_all = vars(args or argparse.Namespace())
     given = {k: v for k, v in given_all.items() if k in BY_NAME and v is not None}
     for dest, value in given_all.items():  # gunicorn flags without a row (corral.cliargs)

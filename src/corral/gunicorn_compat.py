@@ -146,6 +146,10 @@ GUNICORN_SETTINGS: tuple[tuple[str, tuple[str, ...], str, Any], ...] = (
     ("control_socket_disable", ("--no-control-socket",), "store_true", False),
 )
 
+# Settings whose gunicorn default is read from an environment variable (Heroku's buildpack sets
+# FORWARDED_ALLOW_IPS="*"): the variable is corral's default too, below a config file.
+DEFAULT_ENV = {"forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}
+
 # Every server hook of gunicorn's (gunicorn 27.0.1).
 GUNICORN_HOOKS = (
     "on_starting",
@@ -192,14 +196,17 @@ class Kind(StrEnum):
     IGNORE = "ignore"  # a value other than gunicorn's default logs a warning
 
 
-_TLS = "TLS is terminated by the proxy in front of corral (corral's own TLS: issue 12 point 3)"
-_PROXY = "not yet: forwarded headers and PROXY protocol are issue 12 point 3"
+_SCHEME = (
+    "corral reads X-Forwarded-Proto (https), X-Forwarded-Ssl (on), X-Forwarded-Protocol (ssl) "
+    "and Forwarded from forwarded_allow_ips; the names are not configurable"
+)
+_FORWARDER = "corral drops header names with '_' from every peer; use root_path for SCRIPT_NAME"
 _ASGI = "not yet: corral serves WSGI (ASGI is the next issue)"
 _STRICT = "corral parses HTTP/1.1 strictly (RFC 9112); this leniency is a request-smuggling vector"
 _LOGGING = "corral logs through the logging module to stderr (--error-logfile) and corral.access"
 _HTTP2 = "corral speaks HTTP/1.1; terminate HTTP/2 at the proxy"
 _DIRTY = "gunicorn's dirty arbiters have no corral equivalent"
-_UNUSED_HOOK = "corral has no such moment (no re-exec, no TLS, no dirty arbiters)"
+_UNUSED_HOOK = "corral has no such moment (no re-exec, no dirty arbiters)"
 
 # Every gunicorn name without a row in the settings table (or a hook corral calls).
 NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
@@ -215,8 +222,7 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
     "worker_tmp_dir": (Kind.IGNORE, "heartbeats go to a shared-memory scoreboard, not temp files"),
     "initgroups": (Kind.REFUSE, "not yet: privilege drop (user, group) is the master's part"),
     "tmp_upload_dir": (Kind.IGNORE, "unused by gunicorn itself; request bodies stream"),
-    "secure_scheme_headers": (Kind.REFUSE, _PROXY),
-    "forwarded_allow_ips": (Kind.REFUSE, _PROXY),
+    "secure_scheme_headers": (Kind.REFUSE, _SCHEME),
     "disable_redirect_access_to_syslog": (Kind.IGNORE, "no syslog"),
     "capture_output": (Kind.IGNORE, "workers inherit the master's stdout and stderr"),
     "logger_class": (Kind.REFUSE, _LOGGING),
@@ -236,18 +242,14 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
     "default_proc_name": (Kind.IGNORE, "process titles are fixed"),
     "paste": (Kind.REFUSE, "no PasteDeploy: name the WSGI callable (module:attr)"),
     "raw_paste_global_conf": (Kind.REFUSE, "no PasteDeploy"),
-    "proxy_protocol": (Kind.REFUSE, _PROXY),
-    "proxy_allow_ips": (Kind.REFUSE, _PROXY),
     "protocol": (Kind.REFUSE, "HTTP only (no uwsgi protocol)"),
     "uwsgi_allow_ips": (Kind.IGNORE, "no uwsgi protocol"),
-    "keyfile": (Kind.REFUSE, _TLS),
-    "certfile": (Kind.REFUSE, _TLS),
-    "ssl_version": (Kind.IGNORE, _TLS),
-    "cert_reqs": (Kind.IGNORE, _TLS),
-    "ca_certs": (Kind.REFUSE, _TLS),
-    "suppress_ragged_eofs": (Kind.IGNORE, _TLS),
-    "do_handshake_on_connect": (Kind.IGNORE, _TLS),
-    "ciphers": (Kind.IGNORE, _TLS),
+    "ssl_version": (Kind.IGNORE, "deprecated in gunicorn; use ssl_min_version"),
+    "suppress_ragged_eofs": (Kind.IGNORE, "a TLS EOF without close_notify ends the connection"),
+    "do_handshake_on_connect": (
+        Kind.IGNORE,
+        "corral always handshakes in the worker loop, without blocking, before the request",
+    ),
     "http_protocols": (Kind.IGNORE, _HTTP2),
     "http2_cleartext": (Kind.REFUSE, _HTTP2),
     "http2_max_concurrent_streams": (Kind.IGNORE, _HTTP2),
@@ -259,7 +261,7 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
     "permit_unconventional_http_method": (Kind.REFUSE, _STRICT),
     "permit_unconventional_http_version": (Kind.REFUSE, _STRICT),
     "casefold_http_method": (Kind.REFUSE, _STRICT),
-    "forwarder_headers": (Kind.REFUSE, _PROXY),
+    "forwarder_headers": (Kind.REFUSE, _FORWARDER),
     "header_map": (
         Kind.IGNORE,
         "corral always drops header names containing '_' (gunicorn's drop)",
@@ -285,7 +287,7 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
         "Python code may never run again",
     ),
     "pre_exec": (Kind.IGNORE, _UNUSED_HOOK),
-    "ssl_context": (Kind.IGNORE, _UNUSED_HOOK),
+    "ssl_context": (Kind.IGNORE, "the context comes from the TLS settings (corral.tlsconfig)"),
     "on_dirty_starting": (Kind.IGNORE, _DIRTY),
     "dirty_post_fork": (Kind.IGNORE, _DIRTY),
     "dirty_worker_init": (Kind.IGNORE, _DIRTY),

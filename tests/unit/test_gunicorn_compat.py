@@ -77,8 +77,8 @@ def test_unsupported_gunicorn_flags(caplog: pytest.LogCaptureFixture) -> None:
         _load("--daemon")
     assert _load("--reuse-port").workers == 0  # a warning, not an error
     assert "gunicorn's reuse_port is ignored" in caplog.text
-    with pytest.raises(config.ConfigError, match="gunicorn's certfile is not supported"):
-        _load("--certfile", "/tmp/c.pem")
+    with pytest.raises(config.ConfigError, match="gunicorn's http2_cleartext is not supported"):
+        _load("--http2-cleartext", "on")
 
 
 def test_env_and_bad_key_values() -> None:

@@ -29,6 +29,7 @@ class Ex:
         self.input: InputStream | None = InputStream()
         self.body_error: ProtocolError | None = None
         self.must_close = False
+        self.sendfile = True
         self.resp: StartResponse | None = StartResponse()
         self.producer = Producer(self)
         self.written: list[bytes] = []  # what write() would have sent, call by call

@@ -6,9 +6,12 @@ production and the tests (which call ``worker_settings(config.defaults())``) agr
 
 from __future__ import annotations
 
+import ssl
+
 from corral.choices import AccessLogFormat
 from corral.config import Config
 from corral.http import Limits
+from corral.http.forwarded import TrustedProxies
 from corral.worker.settings import WorkerSettings
 
 # Bodies up to 64 KiB are read in the loop before the app runs (nginx's client_body_buffer_size
@@ -30,7 +33,8 @@ def _access_log(cfg: Config) -> AccessLogFormat:
     return cfg.access_log
 
 
-def worker_settings(cfg: Config) -> WorkerSettings:
+def worker_settings(cfg: Config, tls: ssl.SSLContext | None = None) -> WorkerSettings:
+    """``tls``: the generation's context, built by its zygote (corral.tlsconfig)."""
     limits = Limits(
         request_line=cfg.limit_request_line,
         header_field=cfg.limit_request_field_size,
@@ -69,6 +73,10 @@ def worker_settings(cfg: Config) -> WorkerSettings:
         ws_max_message_bytes=cfg.ws_max_message_bytes,
         ws_ping_interval_s=cfg.ws_ping_interval_s,
         ws_ping_timeout_s=cfg.ws_ping_timeout_s,
+        forwarded_allow=TrustedProxies(cfg.forwarded_allow_ips),
+        proxy_protocol=cfg.proxy_protocol,
+        proxy_allow=TrustedProxies(cfg.proxy_allow_ips),
+        tls=tls,
     )
 
 

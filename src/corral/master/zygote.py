@@ -39,6 +39,7 @@ from corral.lifecycle import Failed, Loaded, Spawn, Spawned, ZygoteMessage, deco
 from corral.master import exitcodes, sysdeps
 from corral.master.appload import AppLoadError, load_app
 from corral.stats.scoreboard import Scoreboard
+from corral.tlsconfig import build_context
 
 log = logging.getLogger("corral.zygote")
 
@@ -55,6 +56,7 @@ class ZygoteContext:
     listeners: list[socket.socket]
     scoreboard: Scoreboard
     master_fds: list[int]  # fds of the master's own that children must not hold
+    tls: Any = None  # this generation's ssl.SSLContext, built in the zygote (corral.tlsconfig)
 
 
 def _say(fd: int, msg: ZygoteMessage) -> None:
@@ -74,6 +76,10 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
         _close_quietly(fd)
     sysdeps.set_title(f"corral zygote [{ctx.cfg.app or 'demo'}] gen {ctx.generation}")
     preset = gcpolicy.GcPreset(ctx.cfg.gc)
+    try:  # once per generation, so HUP reloads the certificate; workers inherit it
+        ctx.tls = build_context(ctx.cfg)
+    except ValueError as exc:
+        _report_failure(ctx, f"TLS: {exc}", exc)
     try:
         gcpolicy.begin_preload(preset)
         _import_worker_code()
@@ -203,7 +209,7 @@ def _run_worker(ctx: ZygoteContext, app: Callable[..., Any], slot: int) -> int:
     writer = ctx.scoreboard.writer(slot)
     install_gc_callbacks(writer)
     census = ctx.scoreboard.census  # connections balanced across workers
-    settings = worker_settings(ctx.cfg)
+    settings = worker_settings(ctx.cfg, ctx.tls)
     if isinstance(app, AsgiApp):
         from corral.worker.aio import serve as serve_asgi
 

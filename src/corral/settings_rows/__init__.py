@@ -4,6 +4,16 @@ A branch that adds a group of settings adds a module here and names it in ``SECT
 
 from __future__ import annotations
 
-from corral.settings_rows import allocator, asgi, ha, http, memory, server, stats, supervision
+from corral.settings_rows import (
+    allocator,
+    asgi,
+    ha,
+    http,
+    memory,
+    proxy,
+    server,
+    stats,
+    supervision,
+)
 
-SECTIONS = (server, asgi, http, supervision, memory, allocator, stats, ha)
+SECTIONS = (server, asgi, http, supervision, memory, allocator, stats, ha, proxy)

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
+from corral.http.proxyproto import ProxyMode
 from corral.worker.producer import Producer, SendFile
+from corral.worker.proxied import Preface, ProxiedSocket, client_from
 from corral.worker.settings import WorkerSettings
+from corral.worker.tls import wrap
 from corral.wsgi import FileWrapper, InputStream, StartResponse, connection_environ
 
 IDLE = 0  # between requests, nothing buffered
@@ -63,15 +67,18 @@ class Conn:
         "linger_left",
         "must_close",
         "out",
+        "peer",
         "producer",
         "proto",
         "remote",
         "request",
         "resp",
+        "sendfile",
         "sock",
         "source",
         "started",
         "state",
+        "trusted",
         "write",
         "writing",
     )
@@ -84,6 +91,9 @@ class Conn:
         self.proto = proto
         self.base = base  # per-connection environ part (corral.wsgi.connection_environ)
         self.remote = remote  # for the access log
+        self.peer: tuple[str, int] | None = None  # the socket's peer (None: a unix socket)
+        self.trusted = False  # the peer is in forwarded_allow_ips (corral.worker.proxied)
+        self.sendfile = True  # False on TLS: sendfile(2) would send the file unencrypted
         self.state = IDLE
         self.deadline = 0.0
         self.writing = False  # registered for EPOLLOUT instead of EPOLLIN
@@ -99,6 +109,7 @@ class Conn:
 
     def reset(self) -> None:
         """Forget the finished request; keep the connection."""
+        self.remote = self.base["REMOTE_ADDR"]  # a proxy's X-Forwarded-For named another
         self.request: Request | None = None
         self.chunks: list[bytes] = []
         self.resp: StartResponse | None = None
@@ -113,26 +124,47 @@ class Conn:
 
 
 def accepted(
-    sock: socket.socket, addr: Any, server: tuple[str, str], settings: WorkerSettings
+    sock: socket.socket,
+    addr: Any,
+    server: tuple[str, str],
+    settings: WorkerSettings,
+    watch: Callable[[int, int], None] | None = None,
 ) -> Conn:
     """A just-accepted client socket as a ``Conn``: non-blocking, no Nagle on TCP, and the
-    per-connection part of every request's environ (``server``: ``server_address()``)."""
+    per-connection part of every request's environ (``server``: ``server_address()``).
+    A PROXY header to read first, and TLS, wrap the socket (``watch``: epoll's ``modify``,
+    for a handshake that must wait until it can write)."""
     sock.setblocking(False)
+    peer: tuple[str, int] | None = None
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         remote_addr, remote_port = str(addr[0]), str(addr[1])
+        peer = (remote_addr, int(addr[1]))
     else:
         remote_addr, remote_port = "unix", ""  # AF_UNIX peers are unnamed
+    preface = None
+    if settings.proxy_protocol is not ProxyMode.OFF and settings.proxy_allow.trusts(peer):
+        preface = Preface(settings.proxy_protocol, remote_addr)
+    tls = settings.tls
+    if tls is not None:
+        deadline = time.monotonic() + settings.header_timeout_s
+        sock = wrap(sock, tls, deadline, watch, preface)
+    elif preface is not None:
+        sock = ProxiedSocket.adopt(sock, preface)
     base = connection_environ(
         server_name=server[0],
         server_port=server[1],
         remote_addr=remote_addr,
         remote_port=remote_port,
-        url_scheme=settings.url_scheme,
+        url_scheme="https" if tls is not None else settings.url_scheme,
         multithread=settings.threads > 1,
         file_wrapper=FileWrapper,
     )
-    return Conn(sock, Connection(settings.limits), base, remote_addr)
+    conn = Conn(sock, Connection(settings.limits), base, remote_addr)
+    conn.peer, conn.trusted, conn.sendfile = peer, settings.forwarded_allow.trusts(peer), not tls
+    if preface is not None:
+        preface.on_header = client_from(conn)
+    return conn
 
 
 def server_address(lsock: socket.socket) -> tuple[str, str]:

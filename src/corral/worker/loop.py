@@ -55,6 +55,7 @@ from typing import Any
 
 from corral import hooks
 from corral.http import CLOSED, NEED_DATA, Data, EndOfMessage, ProtocolError, Request
+from corral.http.forwarded import ENVIRON_KEYS as FORWARDED_KEYS
 from corral.logfiles import reopen_log_files
 from corral.memory import attribution, writetrack  # imported in the zygote: shared
 from corral.memory.mallocstats import MallocReporter
@@ -79,6 +80,7 @@ from corral.worker.fairness import Census, FairAccept
 from corral.worker.memguard import MemoryGuard
 from corral.worker.outbuf import Pending, send_buffers
 from corral.worker.producer import DONE, SendFile, Step, describe
+from corral.worker.proxied import forwarded_environ
 from corral.worker.settings import WorkerSettings
 from corral.worker.signals import SignalFlags
 from corral.worker.threaded import AppThreads
@@ -324,7 +326,7 @@ class WorkerLoop:
                 self._stop_accepting()  # over its share: others take the next ones
 
     def _add_conn(self, sock: socket.socket, addr: Any, lfd: int) -> None:
-        conn = accepted(sock, addr, self.server_addr[lfd], self.settings)
+        conn = accepted(sock, addr, self.server_addr[lfd], self.settings, self.ep.modify)
         conn.write = partial(self._app_write, conn)  # write() for every request on it
         conn.deadline = self.now + self.settings.header_timeout_s
         self.conns[conn.fd] = conn
@@ -415,6 +417,8 @@ class WorkerLoop:
         inp = InputStream(source or empty_source)
         conn.resp, conn.input = resp, inp
         environ = build_environ(request, conn.base, inp, self.settings.root_path)
+        if conn.trusted and not environ.keys().isdisjoint(FORWARDED_KEYS):  # behind a proxy
+            forwarded_environ(environ, conn, request, self.settings.forwarded_allow)
         if hooks.per_request:
             hooks.pre_request(request, environ)
         if self.writes is not None:

@@ -78,6 +78,7 @@ class Exchange(Protocol):
     input: InputStream | None
     body_error: ProtocolError | None
     must_close: bool
+    sendfile: bool  # False: serve wsgi.file_wrapper by reading (a TLS connection)
 
 
 class Producer:
@@ -192,7 +193,7 @@ class Producer:
 
     def _start_iter(self, result: Iterable[bytes], resp: StartResponse) -> Step:
         self.ended = False
-        if isinstance(result, FileWrapper):
+        if isinstance(result, FileWrapper) and self.ex.sendfile:
             fd = result.fileno()
             if fd is not None:
                 head = self._file_head(fd, resp)

@@ -8,10 +8,13 @@ precedents of the defaults are in the table (corral.config) and in ``master/work
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from corral.choices import AccessLogFormat, EventLoop, Lifespan
 from corral.http import Limits
+from corral.http.forwarded import TrustedProxies
+from corral.http.proxyproto import ProxyMode
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class WorkerSettings:
     ws_max_message_bytes: int  # larger WebSocket messages close with 1009
     ws_ping_interval_s: float  # 0 = no pings
     ws_ping_timeout_s: float
+    # Whose X-Forwarded-*/Forwarded headers count (corral.http.forwarded, worker/proxied.py).
+    forwarded_allow: TrustedProxies
+    proxy_protocol: ProxyMode  # the PROXY header expected from proxy_allow peers
+    proxy_allow: TrustedProxies
+    tls: ssl.SSLContext | None  # this generation's context (corral.tlsconfig); None = plain
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
