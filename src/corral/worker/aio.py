@@ -8,7 +8,9 @@ rule of one; only the loop differs:
   kernel wakes one idle worker per connection (no thundering herd) and the fair-share rules of
   ``corral.worker.fairness`` apply unchanged. A wake-up accepts a bounded batch; an accepted
   socket becomes a transport with ``loop.connect_accepted_socket`` and a ``HttpProtocol``
-  (``corral.worker.aio_http``) that drives the sans-IO HTTP/1.1 core.
+  (``corral.worker.aio_http``) that drives the sans-IO HTTP/1.1 core. With ``--certfile`` the
+  transport is the loop's TLS one (handshake bounded by the header timeout); a connection that
+  owes a PROXY header reads it first (``corral.worker.aio_proxy``).
 * **Lifespan** startup runs here, after fork, before the worker says READY (a failure is a
   boot failure: exit code 3); shutdown runs after the drain, within what is left of
   ``graceful_timeout_s``.
@@ -33,6 +35,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,15 +44,19 @@ from corral import hooks
 from corral.asgi.detect import AsgiApp
 from corral.asgi.lifespan import Lifespan, LifespanFailed
 from corral.choices import EventLoop
+from corral.http.forwarded import Peer
+from corral.http.proxyproto import ProxyMode
 from corral.logfiles import reopen_log_files
 from corral.master import exitcodes
 from corral.memory import attribution
 from corral.memory.mallocstats import MallocReporter
 from corral.stats.protocol import SlotWriter, WorkerState
 from corral.worker.aio_http import UPGRADED, HttpProtocol, Shared
+from corral.worker.aio_proxy import read_preface
 from corral.worker.aio_ws import WebSocket
 from corral.worker.fairness import HOLD_S, Census, FairAccept
 from corral.worker.memguard import MemoryGuard
+from corral.worker.proxied import Preface
 from corral.worker.settings import WorkerSettings
 
 error_log = logging.getLogger("corral.error")
@@ -247,7 +254,7 @@ class AsgiWorker:
                 self._stop_accepting()
                 break
             accepted += 1
-            self._connect(sock)
+            self._connect(sock, _addr)
         if accepted:
             mine = len(conns) + self.pending_accepts
             if self.accepting and self.fair.after_accept(self.ep, lfd, mine, time.monotonic()):
@@ -255,21 +262,63 @@ class AsgiWorker:
                 assert self.loop is not None
                 self.loop.call_later(HOLD_S, self._resume_fair)
 
-    def _connect(self, sock: socket.socket) -> None:
+    def _connect(self, sock: socket.socket, addr: Any) -> None:
         sock.setblocking(False)
+        peer: Peer | None = None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = (str(addr[0]), int(addr[1]))
         assert self.loop is not None
         self.pending_accepts += 1
+        settings = self.settings
+        if settings.proxy_protocol is not ProxyMode.OFF and settings.proxy_allow.trusts(peer):
+            preface = Preface(settings.proxy_protocol, peer[0] if peer else "unix")
+
+            def opened(client: Peer | None, left: bytes) -> None:
+                self._open(sock, peer, client, left)
+
+            read_preface(
+                self.loop, sock, preface, settings.header_timeout_s, opened, self._preface_failed
+            )
+            return
+        self._open(sock, peer, None, b"")
+
+    def _open(
+        self, sock: socket.socket, peer: Peer | None, client: Peer | None, left: bytes
+    ) -> None:
+        """The socket becomes a transport (TLS when configured) with an ``HttpProtocol``."""
+        assert self.loop is not None
+        tls = self.settings.tls
+        if tls is not None and left:  # bytes a TLS handshake needed were taken: cannot go on
+            sock.close()
+            self._preface_failed()
+            return
+        shared = self.shared
+
+        def protocol() -> HttpProtocol:
+            return HttpProtocol(shared, peer, client, left)
+
         task = self.loop.create_task(
-            self.loop.connect_accepted_socket(lambda: HttpProtocol(self.shared), sock)
+            self.loop.connect_accepted_socket(
+                protocol,
+                sock,
+                ssl=tls,
+                ssl_handshake_timeout=self.settings.header_timeout_s if tls else None,
+            )
         )
         task.add_done_callback(self._connected)
 
+    def _preface_failed(self) -> None:
+        self.pending_accepts -= 1
+        self._maybe_done()
+
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self.pending_accepts -= 1
-        if not task.cancelled() and task.exception() is not None:
-            error_log.warning("could not set up a connection: %s", task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, (ssl.SSLError, TimeoutError, ConnectionError)):
+            error_log.info("TLS handshake failed: %s", exc)  # a scanner, a plain-HTTP client
+        elif exc is not None:
+            error_log.warning("could not set up a connection: %s", exc)
         self.slot.set_connections(len(self.shared.conns))
         self._maybe_done()
 

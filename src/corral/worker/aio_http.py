@@ -39,10 +39,12 @@ from corral.asgi.detect import ASGI3, Message
 from corral.asgi.scope import Address, http_scope, wants_websocket
 from corral.http import CLOSED, NEED_DATA, Connection, Data, EndOfMessage, ProtocolError, Request
 from corral.http.events import LocalProtocolError
+from corral.http.forwarded import Peer
 from corral.http.writer import phrase
 from corral.stats.protocol import SlotWriter
 from corral.worker import health
 from corral.worker.accesslog import log_request
+from corral.worker.aio_proxy import apply_forwarded
 from corral.worker.producer import describe, internal_error
 from corral.worker.settings import WorkerSettings
 
@@ -72,6 +74,7 @@ class Shared:
         upgrade: Callable[[HttpProtocol, Request], Any],
     ) -> None:
         self.app, self.settings, self.slot = app, settings, slot
+        self.scheme = "https" if settings.tls is not None else settings.url_scheme
         self.conns: set[HttpProtocol] = set()
         self.on_closed = on_closed  # the worker's: counts, accepting again, end of a drain
         self.upgrade = upgrade  # a WebSocket handshake: the session that takes the connection
@@ -96,8 +99,18 @@ def _ignore(count: int) -> None:
 class HttpProtocol(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(
+        self,
+        shared: Shared,
+        peer: Peer | None = None,
+        named: Peer | None = None,
+        preread: bytes = b"",
+    ) -> None:
         self.shared = shared
+        self.peer = peer  # the immediate peer: whose forwarding headers are trusted
+        self.named = named  # the client a PROXY header named
+        self.preread = preread  # bytes read with the PROXY check that belong to the request
+        self.trusted = shared.settings.forwarded_allow.trusts(peer)
         self.settings = shared.settings
         self.proto = Connection(shared.settings.limits)
         self.transport: asyncio.Transport | None = None
@@ -109,7 +122,7 @@ class HttpProtocol(asyncio.Protocol):
         self.write_paused = False
         self.waiter: asyncio.Future[None] | None = None  # a cycle waiting for bytes or drain
         self.linger_left = 0
-        self.remote = "-"
+        self.remote = self.conn_remote = "-"  # for the access log (per request, per connection)
         self.client: Address = None
         self.server: Address = None
         self.upgraded: Any = None  # the WebSocket session after an upgrade (worker/aio_ws.py)
@@ -124,16 +137,22 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] # uvloop's is no subclass
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        if isinstance(peer, tuple):
+        if self.named is not None:
+            self.client, self.remote = self.named, self.named[0]
+        elif isinstance(peer, tuple):
             self.client, self.remote = (str(peer[0]), int(peer[1])), str(peer[0])
         else:
             self.remote = "unix"
+        self.conn_remote = self.remote
         if isinstance(local, tuple):
             self.server = (str(local[0]), int(local[1]))
         else:
             self.server = (local if isinstance(local, str) else "", None)
         self.shared.conns.add(self)
         self.deadline = time.monotonic() + self.settings.keepalive_timeout_s
+        if self.preread:
+            self.data_received(self.preread)
+            self.preread = b""
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -223,6 +242,8 @@ class HttpProtocol(asyncio.Protocol):
         shared.slot.start_request(now, request.method, request.path)
         if request is self.last_request:  # the same head again (the core's head cache)
             scope = self.last_scope.copy()
+            if self.trusted:
+                self.forwarded(scope, request)
             if shared.state is not None:
                 scope["state"] = shared.state.copy()
         else:
@@ -235,14 +256,21 @@ class HttpProtocol(asyncio.Protocol):
                 return
             settings = self.settings
             scope = http_scope(
-                request, self.client, self.server, settings.url_scheme, settings.root_path, None
+                request, self.client, self.server, shared.scheme, settings.root_path, None
             )
+            if self.trusted:
+                self.forwarded(scope, request)
             self.last_request, self.last_scope = request, scope.copy()
             if shared.state is not None:
                 scope["state"] = shared.state.copy()
         if hooks.per_request:
             hooks.pre_request(request, scope)
         self.loop.create_task(cycle.run(shared.app, scope))
+
+    def forwarded(self, scope: dict[str, Any], request: Request) -> None:
+        """A trusted proxy's X-Forwarded-*/Forwarded applied to the scope and access log."""
+        named = apply_forwarded(scope, request, self.peer, self.settings.forwarded_allow)
+        self.remote = named if named is not None else self.conn_remote
 
     def finished(self, cycle: Cycle) -> None:
         """The response is out: record it, then take the next request or close."""

@@ -103,11 +103,13 @@ class WebSocket:
             request,
             conn.client,
             conn.server,
-            self.settings.url_scheme,
+            conn.shared.scheme,
             self.settings.root_path,
             conn.shared.state,
             subprotocols(request),
         )
+        if conn.trusted:
+            conn.forwarded(scope, request)
         self.inbox.append({"type": "websocket.connect"})
         asyncio.get_running_loop().create_task(self.run(scope))
 

@@ -183,6 +183,11 @@ async def ws_echo(scope: Scope, receive: Any, send: Any) -> None:
         if message.get("text") == "close-me":
             await send({"type": "websocket.close", "code": 4000, "reason": "asked"})
             return
+        if message.get("text") == "scope":  # what the worker made of the handshake
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            seen = {"scheme": scope["scheme"], "client": scope["client"], "host": host}
+            await send({"type": "websocket.send", "text": json.dumps(seen)})
+            continue
         if message.get("text") == "pid":
             await send({"type": "websocket.send", "text": str(os.getpid())})
             continue
