@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import pytest
 
 from corral.experiment import page
 from corral.experiment.cli import Spec, run_experiment
+from harness import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -265,3 +268,39 @@ def test_refuses_an_app_whose_import_fails(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("corral experiment: corral --gc auto"), lines
     assert "Traceback" not in done.stderr
+
+
+def _master_pid(log: Path) -> int | None:
+    """The pid of a corral master that has logged that it is ready, from its log."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.search(r"\[(\d+)\] \[INFO\] corral\.master: ready:", text)
+    return int(found[1]) if found else None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_experiment_and_every_server_it_started(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "ok.py").write_text(BIG_HEAP_APP)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cmd = [sys.executable, "-m", "corral", "experiment", "ok:app", "--chdir", str(tmp_path)]
+    cmd += ["--presets", "cpython", "-n", "10000000", "--no-gunicorn", "--log-dir", str(logs)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _master_pid(logs / "cpython.log") is not None, 60)
+        master = _master_pid(logs / "cpython.log")
+        assert master is not None and sessions_alive({master})  # serving, traffic under way
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        f"corral experiment: interrupted by {sig.name}; its servers were stopped"
+    )
+    assert "Traceback" not in err
+    assert sessions_alive({master}) == []
