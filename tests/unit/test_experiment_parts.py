@@ -129,6 +129,19 @@ def test_recommendation_names_the_preset_with_the_most_workers_per_host() -> Non
     assert auto["fit_workers"] == ((8 << 30) - (220 * MIB - 10 * MIB)) // (5 * MIB)
 
 
+def test_latency_is_compared_with_another_configuration_never_itself() -> None:
+    configs = [
+        _config("cpython", "corral", 5, 97.0, 4.0),
+        _config("auto", "corral", 30, 40.0, 5.0),
+        _config("gunicorn", "gunicorn", 30, 40.0, 8.0),
+    ]
+    text = _report(configs)["pythons"][0]["recommendation"]["text"]
+    assert "`cpython` keeps" in text
+    assert "p99 changes by -50.0% against `gunicorn` (4.0 ms vs 8.0 ms)" in text
+    text = _report(configs[:2])["pythons"][0]["recommendation"]["text"]
+    assert "p99 changes by -20.0% against `auto`" in text
+
+
 def test_page_is_self_contained_with_every_chart() -> None:
     report = _report(
         [_config("cpython", "corral", 30, 40.0, 5.0), _config("auto", "corral", 5, 97, 4)]
