@@ -48,6 +48,12 @@ def test_unreadable_traffic_file_is_refused(tmp_path: Path) -> None:
         traffic.load(str(tmp_path / "nope.log"))
     with pytest.raises(traffic.TrafficError, match="not a path or http URL"):
         traffic.load("ftp://x/y")
+    (tmp_path / "logs").mkdir()
+    for named in (tmp_path / "logs" / "access.log.1", tmp_path / "logs", "logs/access.1"):
+        with pytest.raises(traffic.TrafficError, match=f"cannot read traffic file {named}"):
+            traffic.load(str(named))
+    assert traffic.load("/products/42").paths == ("/products/42",)  # a URL path, not a file
+    assert traffic.load("/health?x=/y").paths == ("/health?x=/y",)
 
 
 def test_locustfile_needs_locust(tmp_path: Path) -> None:

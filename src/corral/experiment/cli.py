@@ -209,6 +209,19 @@ def _interpreter(python: str) -> str:
     return found
 
 
+def _log_dir(root: str, index: int, version: str, pythons: int) -> Path | None:
+    """Where the servers of one interpreter log: ``--log-dir``, or a folder of it per
+    interpreter when there are several (their logs would otherwise share names)."""
+    if not root:
+        return None
+    folder = Path(root) if pythons == 1 else Path(root) / f"{index + 1}-python{version}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExperimentError(f"--log-dir {root}: {exc.strerror}") from None
+    return folder
+
+
 def run_experiment(
     spec: Spec, on_step: Step | None = None, on_sample: Sampled | None = None
 ) -> dict[str, Any]:
@@ -222,7 +235,7 @@ def run_experiment(
     chdir = os.path.abspath(spec.chdir)
     groups, notes = [], []
     started = time.monotonic()
-    for python in pythons:
+    for index, python in enumerate(pythons):
         try:
             version = servers.python_version(python)
         except servers.ServerError as exc:
@@ -249,7 +262,7 @@ def run_experiment(
             spec.duration_s,
             spec.connections or 2 * spec.workers,
             spec.attribute,
-            Path(spec.log_dir) if spec.log_dir else None,
+            _log_dir(spec.log_dir, index, version, len(pythons)),
         )
         if plan.requests is None and plan.duration_s is None:
             plan = Plan(
