@@ -48,6 +48,12 @@ def test_unreadable_traffic_file_is_refused(tmp_path: Path) -> None:
         traffic.load(str(tmp_path / "nope.log"))
     with pytest.raises(traffic.TrafficError, match="not a path or http URL"):
         traffic.load("ftp://x/y")
+    (tmp_path / "logs").mkdir()
+    for named in (tmp_path / "logs" / "access.log.1", tmp_path / "logs", "logs/access.1"):
+        with pytest.raises(traffic.TrafficError, match=f"cannot read traffic file {named}"):
+            traffic.load(str(named))
+    assert traffic.load("/products/42").paths == ("/products/42",)  # a URL path, not a file
+    assert traffic.load("/health?x=/y").paths == ("/health?x=/y",)
 
 
 def test_locustfile_needs_locust(tmp_path: Path) -> None:
@@ -127,6 +133,19 @@ def test_recommendation_names_the_preset_with_the_most_workers_per_host() -> Non
     assert "gunicorn fits" in rec["text"] and "builtins.code 2.00 MiB" in rec["text"]
     auto = configs[1]["summary"]
     assert auto["fit_workers"] == ((8 << 30) - (220 * MIB - 10 * MIB)) // (5 * MIB)
+
+
+def test_latency_is_compared_with_another_configuration_never_itself() -> None:
+    configs = [
+        _config("cpython", "corral", 5, 97.0, 4.0),
+        _config("auto", "corral", 30, 40.0, 5.0),
+        _config("gunicorn", "gunicorn", 30, 40.0, 8.0),
+    ]
+    text = _report(configs)["pythons"][0]["recommendation"]["text"]
+    assert "`cpython` keeps" in text
+    assert "p99 changes by -50.0% against `gunicorn` (4.0 ms vs 8.0 ms)" in text
+    text = _report(configs[:2])["pythons"][0]["recommendation"]["text"]
+    assert "p99 changes by -20.0% against `auto`" in text
 
 
 def test_page_is_self_contained_with_every_chart() -> None:

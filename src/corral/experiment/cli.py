@@ -1,7 +1,14 @@
 """``corral experiment APP``: argv, refusals, the progress bar, the report files.
 
 Exit status: 0 done; 1 a configuration could not be run (one line on stderr, never a
-traceback); 2 bad arguments, an app that cannot be found, or a traffic file that cannot be read.
+traceback); 2 bad arguments, an app that cannot be found, or a traffic file that cannot be read;
+130 interrupted.
+
+Every server runs in a session of its own (``corral.launch``), so a signal that killed this
+process would leave it serving. ``INT``, ``TERM`` and ``HUP`` therefore all become one
+``KeyboardInterrupt``: it unwinds through the ``finally`` of the configuration being run, which
+stops its server (TERM, wait, KILL the group); later signals are ignored so that stop is not cut
+short.
 """
 
 from __future__ import annotations
@@ -9,18 +16,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from corral.experiment import page, render, servers, traffic, verdict
 from corral.experiment.run import SLICES, Plan, Sampled, Step, run_config
 
 DEFAULT_REQUESTS = 2000
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FIND_APP = (
     "import importlib.util, sys\n"
     "sys.path.insert(0, '.')\n"
@@ -198,6 +209,19 @@ def _interpreter(python: str) -> str:
     return found
 
 
+def _log_dir(root: str, index: int, version: str, pythons: int) -> Path | None:
+    """Where the servers of one interpreter log: ``--log-dir``, or a folder of it per
+    interpreter when there are several (their logs would otherwise share names)."""
+    if not root:
+        return None
+    folder = Path(root) if pythons == 1 else Path(root) / f"{index + 1}-python{version}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExperimentError(f"--log-dir {root}: {exc.strerror}") from None
+    return folder
+
+
 def run_experiment(
     spec: Spec, on_step: Step | None = None, on_sample: Sampled | None = None
 ) -> dict[str, Any]:
@@ -211,7 +235,7 @@ def run_experiment(
     chdir = os.path.abspath(spec.chdir)
     groups, notes = [], []
     started = time.monotonic()
-    for python in pythons:
+    for index, python in enumerate(pythons):
         try:
             version = servers.python_version(python)
         except servers.ServerError as exc:
@@ -238,7 +262,7 @@ def run_experiment(
             spec.duration_s,
             spec.connections or 2 * spec.workers,
             spec.attribute,
-            Path(spec.log_dir) if spec.log_dir else None,
+            _log_dir(spec.log_dir, index, version, len(pythons)),
         )
         if plan.requests is None and plan.duration_s is None:
             plan = Plan(
@@ -294,18 +318,31 @@ def _with_progress(spec: Spec) -> dict[str, Any]:
         return run_experiment(spec, step)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """The first stop signal: unwind (every server is stopped on the way); ignore the rest."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str]) -> int:
     """``corral experiment APP [options]``."""
     try:
         args = _parser().parse_args(list(argv))
     except SystemExit as exc:
         return int(exc.code or 0)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
     try:
         spec = spec_from_args(args)
         report = _with_progress(spec)
     except ExperimentError as exc:
         sys.stderr.write(f"corral experiment: {exc}\n")
         return exc.code
+    except KeyboardInterrupt as exc:
+        why = str(exc) or "SIGINT"
+        sys.stderr.write(f"corral experiment: interrupted by {why}; its servers were stopped\n")
+        return INTERRUPTED
     from rich.console import Console
 
     render.print_text(report, Console())

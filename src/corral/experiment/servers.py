@@ -87,10 +87,14 @@ class Server:
         return None if self.stats_addr is None else read_stats(self.stats_addr, HTTP_TIMEOUT_S)
 
     def workers(self) -> list[tuple[int, int]]:
-        """(worker pid, pid it was forked from) for each live worker."""
+        """(worker pid, pid it was forked from) for each live worker: gunicorn's are its
+        master's children; corral's are in /stats (its master's children include the zygote,
+        which must never be sampled as a worker)."""
+        if self.stats_addr is None:
+            return [(pid, self.pid) for pid in children(self.pid)]
         doc = self.stats()
         if doc is None:
-            return [(pid, self.pid) for pid in children(self.pid)]
+            raise ServerError(f"corral --gc {self.name}: its stats server does not answer")
         out = []
         for w in doc["workers"]:
             if w["state"] == "ready":
@@ -167,13 +171,20 @@ def _start_corral(preset: str, opts: Options, log_path: Path) -> Server:
     args += ["--stats", "127.0.0.1:0", "--malloc-stats-s", f"{MALLOC_STATS_S:g}"]
     args += ["--chdir", opts.chdir, *opts.serve_args]
     build = launch.corral_serve(*args, python=opts.python)
+    start_at = log_path.stat().st_size if log_path.exists() else 0  # the log is appended to
     try:
         launched = launch.start(build, log_path=log_path, env=opts.env, timeout_s=BOOT_TIMEOUT_S)
     except launch.LaunchError as exc:
         raise ServerError(f"corral --gc {preset} did not start: {_last_line(str(exc))}") from None
-    match = _STATS_LOG.search(launched.log())  # logged before the ready fd is written
-    stats = match.group(1) if match else None
-    return Server(preset, launched, launched.url, ["corral", "serve", *args], stats)
+    with open(log_path, "rb") as f:  # this start's lines only, not an earlier run's
+        f.seek(start_at)
+        match = _STATS_LOG.search(f.read().decode(errors="replace"))
+    server = Server(preset, launched, launched.url, ["corral", "serve", *args])
+    if match is None:  # logged before the ready fd is written
+        server.stop()
+        raise ServerError(f"corral --gc {preset} did not log its stats address")
+    server.stats_addr = match.group(1)
+    return server
 
 
 def _start_gunicorn(opts: Options, log_path: Path) -> Server:

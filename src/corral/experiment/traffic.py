@@ -7,9 +7,9 @@ replayed (a replayed POST would change the app's state; a 404 flood measures not
 most ``MAX_PATHS`` paths are kept, in log order, so a huge log costs bounded memory.
 
 Rules, in order: a ``.py`` file is a locustfile; any other existing file is an access log (or,
-when no line parses as one, a list of URLs one per line); a name that looks like a file
-(``.log``, ``.txt``, ``.py``, ``.gz`` or a directory separator before the first ``/path``) but
-cannot be read is refused; anything else is a comma-separated list of paths or URLs.
+when no line parses as one, a list of URLs one per line); a name that looks like a file but
+cannot be read is refused (see ``_looks_like_file``); anything else is a comma-separated list of
+paths or URLs.
 """
 
 from __future__ import annotations
@@ -74,12 +74,27 @@ def load(spec: str | None, default_path: str = "/") -> Traffic:
         return Traffic("urls", (default_path,), default_path)
     if os.path.isfile(spec):
         return _from_file(spec)
-    if spec.endswith(_FILE_SUFFIXES) or os.sep in spec.split("/", 1)[0] or os.path.isdir(spec):
+    if _looks_like_file(spec):
         raise TrafficError(f"cannot read traffic file {spec}: not a readable file")
     paths = tuple(to_path(u.strip()) for u in spec.split(",") if u.strip())
     if not paths:
         raise TrafficError(f"no URLs in --traffic {spec!r}")
     return Traffic("urls", paths, spec)
+
+
+def _looks_like_file(spec: str) -> bool:
+    """A ``--traffic`` that is not an existing file but names one: a directory; a name with a
+    file suffix (``.log``, ``.txt``, ``.py``, ``.gz``, ``.csv``); a single relative name that is
+    no URL (``logs/access.1``); or an absolute path whose directory exists on this machine
+    (``/var/log/nginx/access.log.1``, where ``/products/42`` is still a URL path)."""
+    if os.path.isdir(spec) or spec.endswith(_FILE_SUFFIXES):
+        return True
+    if "," in spec or "://" in spec:  # URLs (an unknown scheme is refused as such)
+        return False
+    if not spec.startswith("/"):
+        return True
+    parent = os.path.dirname(spec.split("?", 1)[0])
+    return parent != "/" and os.path.isdir(parent)
 
 
 def _from_file(path: str) -> Traffic:

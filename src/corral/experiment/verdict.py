@@ -81,9 +81,7 @@ def recommend(
     s = best["summary"]
     others = [c for c in configs if c is not best]
     fits = ", ".join(f"{c['name']} fits {c['summary']['fit_workers']}" for c in others)
-    base = next((c for c in configs if c["name"] == "cpython"), None) or (
-        others[0] if others else None
-    )
+    base = _baseline(best, others)
     words = [
         f"on this app, `{best['name']}` keeps {s['shared_pct']:.1f}% of the pre-fork heap shared "
         f"after {best['load'].get('requests', 0)} requests; {s['fit_workers']} workers of "
@@ -104,6 +102,13 @@ def recommend(
         words.append("instagram never collects cycles in workers: replace workers by memory limit")
     command = production_command(app, workers, best["name"], chdir)
     return {"preset": best["name"], "text": "; ".join(words) + ".", "command": command}
+
+
+def _baseline(best: dict[str, Any], others: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the latency of ``best`` is compared with: CPython's own collector (the default),
+    or, when that is the favoured one, gunicorn (what a user comes from), else the next."""
+    by_name = {c["name"]: c for c in others}
+    return by_name.get("cpython") or by_name.get("gunicorn") or (others[0] if others else None)
 
 
 def _lost_sharing(config: dict[str, Any]) -> str:
