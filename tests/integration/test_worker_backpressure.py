@@ -225,3 +225,35 @@ def test_unread_chunked_body_lingers_instead_of_resetting(start_server: StartSer
         resp = read_response(f)
         assert resp.status == 200 and resp.body == RESPONSE
         assert f.read() == b""
+
+
+def test_slowloris_heads_holding_the_cap_give_way_to_a_normal_client(
+    start_server: StartServer,
+) -> None:
+    """Issue 16.8: connections that sent part of a head and then stalled held every slot
+    until header_timeout_s (10 s), so a normal client waited that long in the backlog. At
+    the cap, with a client waiting, a head older than SLOW_HEAD_S gives way: it gets its 408
+    and a clean close, and the waiting client is served at once."""
+    settings = production(worker_connections="20")  # default header_timeout_s: 10 s
+    server = start_server(ignore_body, settings)
+    slowloris = []
+    try:
+        for _ in range(30):  # 20 fill the cap, 10 wait in the kernel's backlog
+            sock = server.connect()
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+            slowloris.append(sock)
+        started = time.monotonic()
+        with server.connect() as normal:
+            normal.settimeout(settings.header_timeout_s / 2)
+            normal.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(normal.makefile("rb")).status == 200
+        # a slow head is one older than 1 s; the loop retries accepting once a second
+        assert time.monotonic() - started < settings.header_timeout_s / 2
+        for sock in slowloris[:10]:  # the oldest went first, answered, closed cleanly
+            sock.settimeout(5)
+            f = sock.makefile("rb")
+            assert read_response(f).status == 408
+            assert f.read() == b""
+    finally:
+        for sock in slowloris:
+            sock.close()

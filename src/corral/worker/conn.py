@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from corral.http import Connection, ProtocolError, Request
@@ -175,15 +175,40 @@ def server_address(lsock: socket.socket) -> tuple[str, str]:
     return "localhost", "80"  # a unix socket has no port; keep URLs buildable
 
 
-def oldest_silent(conns: Iterable[Conn]) -> Conn | None:
-    """The oldest connection that never sent a byte: at the worker's connection cap it is
-    closed for a client waiting in the backlog, as nginx reuses such connections when
-    ``worker_connections`` run out. One with bytes waiting unread is not silent (and closing
-    it would reset them)."""
-    fresh = [c for c in conns if c.fresh and c.state == IDLE]
-    for conn in sorted(fresh, key=lambda c: c.deadline):
-        with contextlib.suppress(OSError):  # would block: silent indeed
+SLOW_HEAD_S = 1.0  # a head still arriving after this long gives way at the connection cap
+
+
+def give_way(conns: Collection[Conn], settings: WorkerSettings, now: float) -> Conn | None:
+    """At the worker's connection cap (none below it), for a client waiting in the backlog:
+    the connection to close for it. First the oldest that never sent a byte, as nginx reuses such
+    connections when ``worker_connections`` run out; else the oldest whose head has been
+    arriving for over ``SLOW_HEAD_S`` (slowloris: real heads come in one segment, and a
+    stalled one would hold its slot for ``header_timeout_s``). One with bytes waiting unread
+    is skipped: it is not stalled, and closing it would reset them."""
+    if len(conns) < settings.max_connections:
+        return None
+    silent = sorted((c for c in conns if c.fresh and c.state == IDLE), key=_deadline)
+    slow_from = (
+        now + settings.header_timeout_s - SLOW_HEAD_S
+    )  # a HEAD deadline is first byte + timeout
+    slow = sorted((c for c in conns if c.state == HEAD and c.deadline <= slow_from), key=_deadline)
+    for conn in (*silent, *slow):
+        with contextlib.suppress(OSError):  # would block: stalled indeed
             if conn.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
                 continue
         return conn
     return None
+
+
+def bow_out(conn: Conn) -> Conn:
+    """Before ``give_way``'s choice is closed: a slow head is told 408, as at its timeout
+    (best effort; nothing is queued on a connection still reading its head)."""
+    if conn.state == HEAD:
+        with contextlib.suppress(OSError):
+            timeout = ProtocolError(408, "Request Timeout")
+            conn.sock.send(conn.proto.error_response(timeout), socket.MSG_DONTWAIT)
+    return conn
+
+
+def _deadline(conn: Conn) -> float:
+    return conn.deadline

@@ -73,7 +73,8 @@ from corral.worker.conn import (
     WRITING,
     Conn,
     accepted,
-    oldest_silent,
+    bow_out,
+    give_way,
     server_address,
 )
 from corral.worker.fairness import Census, FairAccept
@@ -303,7 +304,7 @@ class WorkerLoop:
         limit = self.settings.max_connections
         before = len(self.conns)
         for _ in range(batch or self.settings.accept_batch):
-            victim = oldest_silent(self.conns.values()) if len(self.conns) >= limit else None
+            victim = give_way(self.conns.values(), self.settings, self.now)
             if len(self.conns) >= limit and victim is None:
                 self._stop_accepting()  # resumed in _close when a slot frees up, or _tick
                 break
@@ -318,7 +319,7 @@ class WorkerLoop:
                 self._stop_accepting()
                 break
             if victim is not None:
-                self._close(victim)  # only now that a client is known to be waiting
+                self._close(bow_out(victim))  # only now that a client is known to be waiting
             self._add_conn(sock, addr, lfd)
         if len(self.conns) != before:
             self.slot.set_connections(len(self.conns))
