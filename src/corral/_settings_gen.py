@@ -43,8 +43,9 @@ class Settings:
     #: Threads per worker running the app (1 = the app runs in the I/O loop's thread, one
     #: request at a time; more suits I/O-bound apps).
     threads: int
-    #: gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs
-    #: the app on a thread pool); others are refused.
+    #: gunicorn's worker class: sync and gthread both mean corral's WSGI worker (threads > 1
+    #: runs the app on a thread pool); asgi and uvicorn.workers.UvicornWorker its ASGI worker
+    #: (interface asgi); others are refused.
     worker_class: WorkerClass
     #: Most open client connections per worker (gunicorn --worker-connections 1000); past it
     #: new connections wait in the listen backlog, except that a waiting client takes the place

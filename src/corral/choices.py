@@ -38,10 +38,13 @@ class WorkerClass(StrEnum):
 
     ``sync`` and ``gthread`` both mean corral's worker: its epoll loop holds idle and slow
     connections, and ``threads`` > 1 runs the app on a thread pool (what gthread is for).
+    ``asgi`` (gunicorn's ``-k asgi``, ``uvicorn.workers.UvicornWorker``) means the app is ASGI:
+    corral's ASGI worker, with ``interface`` forced to asgi.
     """
 
     SYNC = "sync"
     GTHREAD = "gthread"
+    ASGI = "asgi"  # gunicorn's asgi worker, uvicorn's UvicornWorker: corral's ASGI worker
 
 
 class Interface(StrEnum):

@@ -201,7 +201,6 @@ _SCHEME = (
     "and Forwarded from forwarded_allow_ips; the names are not configurable"
 )
 _FORWARDER = "corral drops header names with '_' from every peer; use root_path for SCRIPT_NAME"
-_ASGI = "not yet: corral serves WSGI (ASGI is the next issue)"
 _STRICT = "corral parses HTTP/1.1 strictly (RFC 9112); this leniency is a request-smuggling vector"
 _LOGGING = "corral logs through the logging module to stderr (--error-logfile) and corral.access"
 _HTTP2 = "corral speaks HTTP/1.1; terminate HTTP/2 at the proxy"
@@ -266,10 +265,11 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
         Kind.IGNORE,
         "corral always drops header names containing '_' (gunicorn's drop)",
     ),
-    "asgi_loop": (Kind.REFUSE, _ASGI),
-    "asgi_lifespan": (Kind.REFUSE, _ASGI),
-    "asgi_disconnect_grace_period": (Kind.REFUSE, _ASGI),
-    "websocket_max_message_size": (Kind.REFUSE, _ASGI),
+    "asgi_disconnect_grace_period": (
+        Kind.IGNORE,
+        "corral's ASGI worker tells the app http.disconnect and lets it finish; the graceful "
+        "timeout bounds it",
+    ),
     "http_parser": (Kind.IGNORE, "corral always parses with llhttp (httptools) plus its checks"),
     "dirty_apps": (Kind.REFUSE, _DIRTY),
     "dirty_workers": (Kind.REFUSE, _DIRTY),

@@ -86,13 +86,28 @@ def _octal(text: str) -> int:
         raise ConfigError("expected an octal number such as 007 or 0o022") from None
 
 
+_ASGI_WORKERS = frozenset(
+    {
+        "uvicorn.workers.uvicornworker",
+        "uvicorn_worker.uvicornworker",
+        "uvicorn.workers.uvicornh11worker",
+        "uvicorn_worker.uvicornh11worker",
+        "gunicorn.workers.gasgi.asgiworker",
+    }
+)
+
+
 def _worker_class(text: str) -> WorkerClass:
+    word = text.strip().lower()
+    if word in _ASGI_WORKERS:
+        return WorkerClass.ASGI
     try:
-        return WorkerClass(text.strip().lower())
+        return WorkerClass(word)
     except ValueError:
         raise ConfigError(
-            f"worker class {text!r} is not supported: corral has one worker, epoll-driven, "
-            "that runs the app in its thread (sync) or on a pool (gthread, --threads N)"
+            f"worker class {text!r} is not supported: corral has a WSGI worker, epoll-driven, "
+            "that runs the app in its thread (sync) or on a pool (gthread, --threads N), and "
+            "an ASGI worker (asgi, uvicorn.workers.UvicornWorker)"
         ) from None
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from corral import cli, config, hooks, settings_codegen
 from corral import gunicorn_compat as compat
-from corral.choices import WorkerClass
+from corral.asgi import interface_for
+from corral.choices import EventLoop, Interface, Lifespan, WorkerClass
 from corral.http import Request
 from corral.master.appload import load_app
 from corral.master.worker_settings import worker_settings
@@ -53,6 +54,19 @@ def test_gunicorn_flags_are_aliases() -> None:
     assert (cfg.max_requests_jitter, cfg.worker_connections, cfg.backlog) == (5, 50, 10)
     assert cfg.preload and cfg.worker_class is WorkerClass.GTHREAD and cfg.threads == 4
     assert _load("-t", "3").timeout_s == 3.0
+
+
+@pytest.mark.parametrize(
+    "word", ["asgi", "uvicorn.workers.UvicornWorker", "uvicorn_worker.UvicornWorker"]
+)
+def test_asgi_worker_classes_mean_the_asgi_worker(word: str) -> None:
+    cfg = _load("-k", word, "--asgi-loop", "asyncio", "--asgi-lifespan", "on")
+    assert cfg.worker_class is WorkerClass.ASGI
+    assert interface_for(cfg.interface, cfg.worker_class) is Interface.ASGI
+    assert (cfg.loop, cfg.lifespan) == (EventLoop.ASYNCIO, Lifespan.ON)
+    assert _load("--websocket-max-message-size", "1000").ws_max_message_bytes == 1000
+    assert interface_for(Interface.WSGI, cfg.worker_class) is Interface.WSGI  # explicit wins
+    assert interface_for(Interface.AUTO, WorkerClass.SYNC) is Interface.AUTO
 
 
 def test_timeout_is_a_real_flag_not_a_prefix(capsys: pytest.CaptureFixture[str]) -> None:

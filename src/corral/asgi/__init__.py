@@ -4,6 +4,6 @@ The I/O is the ASGI worker's (``corral.worker.aio``): it drives the same sans-IO
 (``corral.http``) as the WSGI worker and calls the app through what is defined here.
 """
 
-from corral.asgi.detect import AsgiApp, choose_interface, is_asgi
+from corral.asgi.detect import AsgiApp, choose_interface, interface_for, is_asgi
 
-__all__ = ["AsgiApp", "choose_interface", "is_asgi"]
+__all__ = ["AsgiApp", "choose_interface", "interface_for", "is_asgi"]

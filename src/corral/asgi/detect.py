@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from corral.choices import Interface
+from corral.choices import Interface, WorkerClass
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,3 +68,10 @@ def choose_interface(app: Any, interface: Interface) -> Any:
     if inspect.isclass(app) or not _async_call(app):
         return AsgiApp(asgi2_to_3(app), wrapped=True)
     return AsgiApp(app)
+
+
+def interface_for(interface: Interface, worker_class: WorkerClass) -> Interface:
+    """gunicorn's ``-k asgi`` or ``-k uvicorn.workers.UvicornWorker`` says the app is ASGI."""
+    if interface is Interface.AUTO and worker_class is WorkerClass.ASGI:
+        return Interface.ASGI
+    return interface

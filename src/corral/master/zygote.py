@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from corral import hooks
-from corral.asgi import AsgiApp, choose_interface
+from corral.asgi import AsgiApp, choose_interface, interface_for
 from corral.choices import EventLoop
 from corral.config import Config
 from corral.lifecycle import Failed, Loaded, Spawn, Spawned, ZygoteMessage, decode, encode
@@ -84,7 +84,8 @@ def zygote_main(ctx: ZygoteContext) -> NoReturn:
         gcpolicy.begin_preload(preset)
         _import_worker_code()
         app = choose_interface(
-            load_app(ctx.cfg.app, ctx.cfg.chdir, ctx.cfg.pythonpath), ctx.cfg.interface
+            load_app(ctx.cfg.app, ctx.cfg.chdir, ctx.cfg.pythonpath),
+            interface_for(ctx.cfg.interface, ctx.cfg.worker_class),
         )
         if isinstance(app, AsgiApp):
             _import_asgi_worker_code(ctx.cfg.loop)

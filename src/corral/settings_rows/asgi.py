@@ -31,6 +31,7 @@ ROWS: tuple[Setting, ...] = (
         EventLoop.AUTO,
         "The ASGI worker's event loop: auto takes uvloop when it is installed (uvicorn's --loop).",
         section=SECTION,
+        aliases=("--asgi-loop", "asgi_loop"),
     ),
     S(
         "lifespan",
@@ -40,6 +41,7 @@ ROWS: tuple[Setting, ...] = (
         "on without it if the app does not support it; on makes a failed startup a boot "
         "failure; off never sends it (uvicorn's --lifespan).",
         section=SECTION,
+        aliases=("--asgi-lifespan", "asgi_lifespan"),
     ),
     S(
         "ws_max_message_bytes",
@@ -49,7 +51,12 @@ ROWS: tuple[Setting, ...] = (
         "(uvicorn's --ws-max-size, 16 MiB).",
         validator=_positive,
         section=SECTION,
-        aliases=("--ws-max-size", "ws_max_size"),
+        aliases=(
+            "--ws-max-size",
+            "ws_max_size",
+            "--websocket-max-message-size",
+            "websocket_max_message_size",
+        ),
     ),
     S(
         "ws_ping_interval_s",

@@ -82,8 +82,9 @@ ROWS: tuple[Setting, ...] = (
         "worker_class",
         WorkerClass,
         WorkerClass.SYNC,
-        "gunicorn's worker class: sync and gthread both mean corral's worker (threads > 1 runs "
-        "the app on a thread pool); others are refused.",
+        "gunicorn's worker class: sync and gthread both mean corral's WSGI worker (threads > 1 "
+        "runs the app on a thread pool); asgi and uvicorn.workers.UvicornWorker its ASGI worker "
+        "(interface asgi); others are refused.",
         aliases=("-k",),
         convert=_worker_class,
     ),
