@@ -32,6 +32,12 @@ def _serve_parser(prog: str = "corral serve") -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="print the effective settings as TOML and exit"
     )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the settings and TLS files, import the app in a throwaway process, and exit "
+        "(0: ready to serve; 4: the app does not import)",
+    )
     cliargs.add_gunicorn_flags(parser)
     return parser
 
@@ -59,6 +65,8 @@ def serve(argv: Sequence[str]) -> int:
     except ValueError as exc:
         return _fail(f"TLS: {exc}")
     _prepare_process(cfg)
+    if args.check_config:
+        return _check_config(cfg)
     hooks.install(found_hooks)
     try:
         hooks.on_starting(cfg)
@@ -74,6 +82,16 @@ def serve(argv: Sequence[str]) -> int:
     code = arbiter.run()
     hooks.on_exit(cfg)
     return code
+
+
+def _check_config(cfg: config.Config) -> int:
+    from corral.master.appcheck import check_app
+
+    code, line = check_app(cfg)
+    if code != exitcodes.OK:
+        return _fail(f"check-config: {line}", code)
+    sys.stdout.write(f"corral: configuration OK; {line}\n")
+    return exitcodes.OK
 
 
 def _prepare_process(cfg: config.Config) -> None:

@@ -213,7 +213,11 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
     "reload_engine": (Kind.IGNORE, "goes with reload"),
     "reload_extra_files": (Kind.IGNORE, "goes with reload"),
     "spew": (Kind.REFUSE, "no line tracing; use py-spy or sys.settrace in the app"),
-    "check_config": (Kind.REFUSE, "use --print-config: it validates every setting and exits"),
+    "check_config": (
+        Kind.IGNORE,
+        "corral serve --check-config checks the settings, imports the app in a throwaway "
+        "process and exits",
+    ),
     "print_config": (Kind.IGNORE, "corral serve --print-config prints the settings as TOML"),
     "sendfile": (Kind.IGNORE, "corral always uses sendfile(2) for wsgi.file_wrapper responses"),
     "reuse_port": (Kind.IGNORE, "the master owns one listener that every worker shares"),
