@@ -57,6 +57,12 @@ class Settings:
     #: Accepted for gunicorn's --preload and does nothing: corral always preloads (the zygote
     #: imports the app once per generation).
     preload: bool
+    #: Development: when a .py file under the app's directory (chdir) changes, reload as HUP
+    #: does (new code in a new generation, no request lost; a broken file leaves the old one
+    #: serving). Polls once a second.
+    reload: bool
+    #: More files --reload watches (templates, config); repeatable.
+    reload_extra_files: list[str]
     #: Write the master's pid to this file. During a USR2 upgrade the old master's is renamed
     #: to FILE.oldbin, as gunicorn does.
     pidfile: str

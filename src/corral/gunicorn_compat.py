@@ -209,9 +209,7 @@ _UNUSED_HOOK = "corral has no such moment (no re-exec, no dirty arbiters)"
 
 # Every gunicorn name without a row in the settings table (or a hook corral calls).
 NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
-    "reload": (Kind.REFUSE, "not yet (issue 12 point 5); HUP reloads new code without a restart"),
-    "reload_engine": (Kind.IGNORE, "goes with reload"),
-    "reload_extra_files": (Kind.IGNORE, "goes with reload"),
+    "reload_engine": (Kind.IGNORE, "corral's --reload polls modification times once a second"),
     "spew": (Kind.REFUSE, "no line tracing; use py-spy or sys.settrace in the app"),
     "check_config": (
         Kind.IGNORE,

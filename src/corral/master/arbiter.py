@@ -39,17 +39,10 @@ from typing import Any
 
 from corral import hooks
 from corral.config import Config
-from corral.lifecycle import (
-    ExitReason,
-    Failed,
-    Lifecycle,
-    Loaded,
-    Spawn,
-    Spawned,
-    decode,
-)
+from corral.lifecycle import ExitReason, Failed, Lifecycle, Loaded, Spawn, Spawned, decode
 from corral.logfiles import reopen_log_files
 from corral.master import exitcodes, policy, sysdeps
+from corral.master.devreload import watcher_for
 from corral.master.guard import Guard
 from corral.master.handoff import Handoff, Listener, open_listeners
 from corral.master.listeners import Address
@@ -111,6 +104,7 @@ class Arbiter:
         self.guards: dict[str, Guard] = {}
         self.handoff = Handoff(cfg.pidfile, cfg.reexec_stop_old, cfg.ready_fd, os.environ)
         self.opened: list[Listener] = []  # (bind text, socket, address), for a USR2 re-exec
+        self.watcher = watcher_for(cfg.reload, cfg.chdir, cfg.reload_extra_files)  # --reload
 
     # ---- start -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -426,14 +420,20 @@ class Arbiter:
             if self.current is not None and self.current.state == GenState.SERVING:
                 self._guard("spawning", self._ensure_workers, self.current, now)
             self._guard("timeouts", self._check_timeouts, now)
-            if self.monitor is not None and self.phase == "running":
+            if self.phase == "running":
                 self._guard("memory monitoring", self._monitor_tick, now)
+                self._guard("reload watch", self._watch, now)
         if self.stats is not None:
             self._guard("stats", self.stats.tick, now)
         self._guard("escalation", self._escalate, now)
         self._guard("watchdog", self.handoff.tick, now)
         if self.phase == "stopping":
             self._apply_stop(self.stopping.tick(now))
+
+    def _watch(self, now: float) -> None:
+        if self.watcher is not None and (files := self.watcher.tick(now)):
+            log.info("--reload: %s changed; reloading", ", ".join(files[:3]))
+            self._request_reload()
 
     def _reap(self) -> None:
         exits = self.procs.reap()
@@ -443,7 +443,8 @@ class Arbiter:
             self._on_exit(pid, status)
 
     def _monitor_tick(self, now: float) -> None:
-        assert self.monitor is not None
+        if self.monitor is None:
+            return
         workers = list(self.table.workers.values())
         seen = MonitorInput(
             workers=workers,

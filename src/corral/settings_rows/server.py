@@ -115,6 +115,22 @@ ROWS: tuple[Setting, ...] = (
         aliases=("preload_app",),
     ),
     S(
+        "reload",
+        bool,
+        False,
+        "Development: when a .py file under the app's directory (chdir) changes, reload as HUP "
+        "does (new code in a new generation, no request lost; a broken file leaves the old one "
+        "serving). Polls once a second.",
+    ),
+    S(
+        "reload_extra_files",
+        list,
+        [],
+        "More files --reload watches (templates, config); repeatable.",
+        flags=("--reload-extra-file",),
+        metavar="PATH",
+    ),
+    S(
         "pidfile",
         str,
         "",
