@@ -207,3 +207,20 @@ async def corpus_app(scope: Scope, receive: Any, send: Any) -> None:
             break
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok\n"})
+
+
+HEAP = [{"n": i, "text": str(i) * 3} for i in range(300_000)]  # imported once, in the zygote
+LEAKED: list[bytearray] = []
+
+
+async def heap(scope: Scope, receive: Any, send: Any) -> None:
+    """Reads the whole preloaded heap per request (/), or keeps 256 KiB per request (/leak)."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/leak":
+        LEAKED.append(bytearray(256 * 1024))
+        body = b"%d" % len(LEAKED)
+    else:
+        body = b"%d" % sum(len(item["text"]) for item in HEAP)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
