@@ -242,10 +242,6 @@ class HttpProtocol(asyncio.Protocol):
         shared.slot.start_request(now, request.method, request.path)
         if request is self.last_request:  # the same head again (the core's head cache)
             scope = self.last_scope.copy()
-            if self.trusted:
-                self.forwarded(scope, request)
-            if shared.state is not None:
-                scope["state"] = shared.state.copy()
         else:
             ha = self.settings.health_path
             if ha and (canned := health.answer(request.path, ha, shared.draining or shared.lame)):
@@ -258,11 +254,11 @@ class HttpProtocol(asyncio.Protocol):
             scope = http_scope(
                 request, self.client, self.server, shared.scheme, settings.root_path, None
             )
-            if self.trusted:
-                self.forwarded(scope, request)
             self.last_request, self.last_scope = request, scope.copy()
-            if shared.state is not None:
-                scope["state"] = shared.state.copy()
+        if self.trusted:  # applied to a copy: the cached scope stays the socket's own view
+            self.forwarded(scope, request)
+        if shared.state is not None:
+            scope["state"] = shared.state.copy()
         if hooks.per_request:
             hooks.pre_request(request, scope)
         self.loop.create_task(cycle.run(shared.app, scope))
