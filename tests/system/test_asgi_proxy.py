@@ -12,24 +12,15 @@ import asyncio
 import http.client
 import json
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-from test_proxy_system import (
-    HAPROXY,
-    Certs,
-    _haproxy_cfg,
-    _listening,
-    _need,
-    _read_to_close,
-)
+from test_proxy_system import HAPROXY, Certs, _need, _read_to_close, start_haproxy
 
-from corral.launch import spawn
-from harness import Corral, wait_for, worker_pids
+from harness import Corral, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 APP = "asgiapps:scope_echo"
@@ -101,14 +92,8 @@ def test_haproxy_proxy_protocol_v1_and_v2_name_the_client(
 ) -> None:
     _need(HAPROXY)
     c = _serve(corral_factory, APP, "--proxy-protocol", "auto", "--access-log", "common")
-    v1, v2 = _free_port(), _free_port()
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(_haproxy_cfg(c.port, v1, v2))
-    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True)
-    assert check.returncode == 0, check.stderr.decode()
-    hap = spawn([HAPROXY, "-db", "-f", str(cfg)], log_path=tmp_path / "hap.log", ready_pipe=False)
+    hap, v1, v2 = start_haproxy(tmp_path, c.port)
     try:
-        wait_for(lambda: _listening(v1) and _listening(v2), 20)
         for port in (v1, v2):
             conn = http.client.HTTPConnection("127.0.0.1", port, source_address=("127.0.0.3", 0))
             conn.request("GET", "/")
@@ -120,12 +105,6 @@ def test_haproxy_proxy_protocol_v1_and_v2_name_the_client(
         assert _scope(c, "127.0.0.1")["client"][0] == "127.0.0.1"  # auto: plain HTTP as well
     finally:
         hap.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_bad_proxy_header_closes_that_connection_only(corral_factory: Any) -> None:

@@ -237,19 +237,30 @@ def _haproxy_cfg(upstream: int, v1: int, v2: int) -> str:
     )
 
 
+def start_haproxy(tmp: Path, upstream: int) -> tuple[Launched, int, int]:
+    """HAProxy with the documented config in front of ``upstream``, listening (send-proxy on
+    the first port, send-proxy-v2 on the second); the caller stops it."""
+    v1, v2 = _free_port(), _free_port()
+    cfg = tmp / "haproxy.cfg"
+    cfg.write_text(_haproxy_cfg(upstream, v1, v2))
+    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
+    hap = spawn([HAPROXY, "-db", "-f", str(cfg)], log_path=tmp / "hap.log", ready_pipe=False)
+    try:
+        wait_for(lambda: _listening(v1) and _listening(v2), 20)
+    except BaseException:
+        hap.stop()
+        raise
+    return hap, v1, v2
+
+
 def test_haproxy_proxy_protocol_v1_and_v2_give_the_real_client(
     tmp_path: Path, started: list[Corral | Launched]
 ) -> None:
     _need(HAPROXY)
     corral = _corral(tmp_path, started, "-b", "127.0.0.1:0", "--proxy-protocol", "auto")
-    v1, v2 = _free_port(), _free_port()
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(_haproxy_cfg(corral.port, v1, v2))
-    check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True)
-    assert check.returncode == 0, check.stderr.decode()
-    hap = spawn([HAPROXY, "-db", "-f", str(cfg)], log_path=tmp_path / "hap.log", ready_pipe=False)
+    hap, v1, v2 = start_haproxy(tmp_path, corral.port)
     started.append(hap)
-    wait_for(lambda: _listening(v1) and _listening(v2), 20)
     for port in (v1, v2):
         seen = _get("127.0.0.1", port, source="127.0.0.3")
         assert seen["remote"] == "127.0.0.3", port
