@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
+from corral.launch import corral_serve, start
 from tests.pythons import interpreter
-from tests.system.harness import start_corral
 
 pytestmark = pytest.mark.slow
 
@@ -158,13 +158,14 @@ def server(tmp_path: Path) -> Iterator[Running]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    c = start_corral(
-        tmp_path, "cowapp:app", "-b", "127.0.0.1:0", "-w", "1", "--stats", "127.0.0.1:0", env=env
-    )
+    argv = corral_serve("cowapp:app", "-b", "127.0.0.1:0", "-w", "1", "--stats", "127.0.0.1:0")
+    log_path = tmp_path / "corral.log"
+    c = start(argv, log_path=log_path, env=env, cwd=tmp_path, timeout_s=READY_TIMEOUT_S)
     try:
+        host, _, port = c.url.removeprefix("http://").rpartition(":")
         match = re.search(r"stats on http://(\S+?)\)", c.log())
         assert match, c.log()
-        yield Running(c.proc, c.host, c.port, match.group(1), c.log_path, env)
+        yield Running(c.proc, host, int(port), match.group(1), log_path, env)
     finally:
         c.stop()
 

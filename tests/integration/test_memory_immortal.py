@@ -153,7 +153,7 @@ print(json.dumps({
 """
 
 
-def interpreter(version: str) -> Path:
+def require_interpreter(version: str) -> Path:
     path = INTERPRETERS[version]
     if not path.exists():
         message = f"Python {version} not found at {path}"
@@ -183,7 +183,7 @@ def run_heap(python: Path | str, preset: str, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("version", sorted(INTERPRETERS))
 def test_immortal_heap_stays_shared(version: str, tmp_path: Path) -> None:
-    python = interpreter(version)
+    python = require_interpreter(version)
     auto = run_heap(python, "auto", tmp_path)
     freeze = run_heap(python, "freeze", tmp_path)
     heap = auto["heap_bytes"]

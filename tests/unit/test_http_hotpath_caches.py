@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from corral.http import (
@@ -256,12 +258,13 @@ def test_server_split_cache_keys_on_the_default_port() -> None:
 
 def test_frozen_headers_refuse_changes_and_keep_their_block() -> None:
     frozen = writer.FrozenHeaders([(b"Content-Length", b"0"), DATE])
-    for change in (
+    changes: tuple[Callable[[], object], ...] = (
         lambda: frozen.append((b"X", b"y")),
         lambda: frozen.__setitem__(0, (b"X", b"y")),
         lambda: frozen.clear(),
         lambda: frozen.extend([]),
-    ):
+    )
+    for change in changes:
         with pytest.raises(TypeError):
             change()
     assert _head(200, frozen).data == _head(200, list(frozen)).data

@@ -222,8 +222,9 @@ def test_immortal_walk_does_not_trust_a_proxys_class() -> None:
     from corral.memory.immortal import _expand
 
     class LazyDict:
-        @property
-        def __class__(self) -> type:  # type: ignore[override]
+        # the lie under test: a read-only __class__ over object's writable one
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
             return dict
 
     proxy = LazyDict()

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from corral.lifecycle import RecycleReason
 from corral.memory.recycle import (
     Metric,
     RecycleDecision,
@@ -55,7 +56,7 @@ def test_due_after_n_consecutive_over_limit_samples() -> None:
         feeder.tick({1: LIMIT + 1})
         assert feeder.decide() == []
     feeder.tick({1: LIMIT + 1})
-    assert feeder.decide() == [RecycleDecision(1, "memory", LIMIT + 1, LIMIT, 3)]
+    assert feeder.decide() == [RecycleDecision(1, RecycleReason.MEMORY, LIMIT + 1, LIMIT, 3)]
 
 
 def test_a_sample_under_the_limit_resets_the_streak() -> None:

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from corral.lifecycle import RecycleReason
 from corral.stats.fleet import RETIRE_REASONS, Counters, Fleet, RateTracker
 from corral.stats.protocol import WorkerState
-from corral.stats.scoreboard import Scoreboard, ScoreboardSlot
+from corral.stats.scoreboard import RecordingSlot, Scoreboard
 
 
 @pytest.fixture
@@ -18,14 +19,14 @@ def board() -> Iterator[Scoreboard]:
     sb.close()
 
 
-def serve(w: ScoreboardSlot, n: int, status: int = 200, duration: float = 0.002) -> None:
+def serve(w: RecordingSlot, n: int, status: int = 200, duration: float = 0.002) -> None:
     for _ in range(n):
         w.start_request(0.0, b"GET", b"/")
         w.finish_request(0.0, status, duration, 10, 100)
     w.flush()  # as the worker loop does after each iteration
 
 
-def spawn(board: Scoreboard, index: int, pid: int, gen: int, now: float) -> ScoreboardSlot:
+def spawn(board: Scoreboard, index: int, pid: int, gen: int, now: float) -> RecordingSlot:
     board.reset(index, pid, index, gen, now)
     w = board.writer(index, claim_pid=False)
     w.set_state(WorkerState.READY)
@@ -61,7 +62,8 @@ def test_retire_twice_counts_once_and_unknown_reason_is_refused(board: Scoreboar
     snap = board.read(0)
     fleet.retire(snap, "crash")
     fleet.retire(snap, "crash")
-    assert fleet.retired.requests == 4 and fleet.restarts == 1 and fleet.recycles["crash"] == 1
+    assert fleet.retired.requests == 4 and fleet.restarts == 1
+    assert fleet.recycles[RecycleReason.CRASH] == 1
     with pytest.raises(ValueError, match="unknown retire reason"):
         fleet.retire(snap, "bored")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 Scope = dict[str, Any]
 
@@ -209,7 +209,12 @@ async def corpus_app(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok\n"})
 
 
-HEAP = [{"n": i, "text": str(i) * 3} for i in range(300_000)]  # imported once, in the zygote
+class HeapItem(TypedDict):
+    n: int
+    text: str
+
+
+HEAP: list[HeapItem] = [{"n": i, "text": str(i) * 3} for i in range(300_000)]  # in the zygote
 LEAKED: list[bytearray] = []
 
 

@@ -4,6 +4,8 @@ file through ``wsgi.file_wrapper``; ``/big`` a large body in one piece."""
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable
+from typing import IO, Any
 
 from django.conf import settings
 
@@ -18,7 +20,7 @@ if not settings.configured:
     )
 
 from django.core.wsgi import get_wsgi_application
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 BIG = os.urandom(3 * 1024 * 1024 + 17)
@@ -26,7 +28,7 @@ BIG_SHA = hashlib.sha256(BIG).hexdigest()
 FILE = os.environ.get("PROXYAPP_FILE", "")
 
 
-def whoami(request):
+def whoami(request: HttpRequest) -> JsonResponse:
     meta = request.META
     return JsonResponse(
         {
@@ -43,13 +45,15 @@ def whoami(request):
 
 
 urlpatterns = [path("", whoami)]
-django_app = get_wsgi_application()
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+django_app: WSGIApp = get_wsgi_application()
 
 
-def application(environ, start_response):
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     if environ["PATH_INFO"] == "/file":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return environ["wsgi.file_wrapper"](open(FILE, "rb"), 65536)
+        file_wrapper: Callable[[IO[bytes], int], Iterable[bytes]] = environ["wsgi.file_wrapper"]
+        return file_wrapper(open(FILE, "rb"), 65536)
     if environ["PATH_INFO"] == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [BIG]
