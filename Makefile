@@ -21,9 +21,12 @@ STATS ?= 127.0.0.1:9100
 demo: .venv-newest/ok
 	.venv-newest/bin/corral serve -b 127.0.0.1:$(PORT) -w 2 --stats $(STATS)
 
-lint: .venv/ok
+# mypy --strict over src/corral and tests/ (pyproject [tool.mypy] files), once with each
+# interpreter's installed packages: their type hints can differ between versions
+lint: .venv/ok .venv-newest/ok
 	.venv/bin/ruff check src tests benchmarks
 	.venv/bin/mypy
+	.venv-newest/bin/mypy
 
 test: sysdeps .venv/ok .venv-newest/ok
 	$(MAKE) lint

@@ -1,5 +1,5 @@
 """The shape of the house, checked: no import cycle between modules of src/corral, no module over
-700 lines.
+700 lines, and mypy --strict set to check the tests as well as the code.
 
 Imports are read with ``ast`` from every module, wherever they stand: at the top, under
 ``if TYPE_CHECKING:``, or inside a function (a local import that "avoids a cycle" still is one, it
@@ -10,11 +10,13 @@ name`` goes to ``package.name`` when that is a module, else to ``package``.
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
 PACKAGE = SRC / "corral"
 MAX_LINES = 700
 # No exemptions: a module that grows past the limit is split along its own sections.
@@ -142,3 +144,13 @@ def test_no_module_over_700_lines() -> None:
         if lines > MAX_LINES and rel not in LINE_LIMIT_EXEMPT:
             too_long[rel] = lines
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def test_mypy_is_strict_over_the_code_and_the_tests() -> None:
+    """`make lint` runs bare ``mypy``: what it checks is pyproject's [tool.mypy] ``files``."""
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert {"src/corral", "tests"} <= set(mypy["files"])
+    assert mypy["strict"] is True
+    # missing hints are waived per module ([[tool.mypy.overrides]]), never for everything
+    assert "ignore_missing_imports" not in mypy
+    assert all(o.get("module") for o in mypy.get("overrides", []))
