@@ -312,3 +312,49 @@ def test_an_error_in_periodic_work_is_logged_once_and_supervision_goes_on(
     monitor.broken = False
     rig.tick(advance=10.0)
     assert "memory monitoring works again" in caplog.text
+
+
+def test_ttou_drains_the_newest_worker_and_never_goes_below_one(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.tick()
+    rig.all_ready()
+    rig.clock.now += 5.0
+    crashed = rig.workers()[0]
+    rig.procs.exits.append((crashed.pid, exited(17)))  # its replacement is the newest worker
+    rig.tick()
+    rig.all_ready()
+    newest = max(rig.workers(), key=lambda w: w.spawned_at)
+    assert newest.slot == crashed.slot and newest.wid != crashed.wid
+    rig.procs.signals.clear()
+    caplog.set_level(logging.INFO, "corral.master")
+
+    rig.arbiter.on_signal(signal.SIGTTOU)
+    assert rig.arbiter.target == 1
+    assert rig.procs.signals == [(newest.pid, signal.SIGTERM)]
+    assert newest.state is Lifecycle.STOPPING and newest.stop_reason is ExitReason.SCALE_DOWN
+    rig.procs.exits.append((newest.pid, exited(0)))
+    rig.tick()
+    assert newest.wid not in rig.arbiter.table.workers
+    assert len(rig.spawns()) == 3  # asked for: not replaced
+    assert "exited with code 0 (scale-down)" in caplog.text
+
+    rig.arbiter.on_signal(signal.SIGTTOU)
+    rig.heartbeat_all()
+    rig.tick()
+    assert rig.arbiter.target == 1 and rig.procs.signals == [(newest.pid, signal.SIGTERM)]
+    assert len(rig.workers()) == 1
+
+
+def test_a_sigkill_nobody_sent_is_a_probable_oom_and_replaced(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.tick()
+    rig.all_ready()
+    rig.clock.now += 5.0
+    victim = rig.workers()[1]
+    rig.procs.exits.append((victim.pid, killed(signal.SIGKILL)))
+    rig.tick()
+    assert victim.wid not in rig.arbiter.table.workers
+    assert "probably the OOM killer" in caplog.text
+    assert len(rig.spawns()) == 3 and rig.spawns()[-1].slot == victim.slot
