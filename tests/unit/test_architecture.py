@@ -124,6 +124,22 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     assert "corral.worker.settings" in graph["corral.master.worker_settings"]
 
 
+def test_an_import_under_type_checking_is_an_edge(tmp_path: Path) -> None:
+    """src/corral has none today; the first one must still count (a cycle through it is one)."""
+    module = tmp_path / "mod.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from corral.master.arbiter import Arbiter\n"
+        "    import corral.config\n"
+    )
+    modules = all_modules()
+    assert imports_of("corral.stats.fleet", module, modules) == {
+        "corral.master.arbiter",
+        "corral.config",
+    }
+
+
 def test_find_cycles_reports_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycles(graph) == [["a", "b", "c", "a"]]
