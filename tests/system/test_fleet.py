@@ -62,10 +62,13 @@ def _need(program: str) -> None:
 
 
 class Host:
-    """One corral host: the doc's command line on its own loopback address and port."""
+    """One corral host: the doc's command line on its own loopback address and port, or, with
+    ``netns``, inside that network namespace on its veth address (port 8000: the namespace is
+    the host's own, nothing else listens there)."""
 
-    def __init__(self, addr: str, tmp: Path) -> None:
-        self.addr, self.port, self.tmp = addr, _free_port(addr), tmp
+    def __init__(self, addr: str, tmp: Path, netns: str | None = None) -> None:
+        self.addr, self.tmp, self.netns = addr, tmp, netns
+        self.port = 8000 if netns else _free_port(addr)
         self.version_file = tmp / f"version-{addr}"
         self.version_file.write_text("v1")
         self.slow_file = tmp / f"slow-{addr}"
@@ -84,7 +87,11 @@ class Host:
             "FLEET_SLOW_FILE": str(self.slow_file),
         }
         log = self.tmp / f"corral-{self.addr}.log"
-        self.launched = spawn(corral_serve(*self.args), log_path=log, env=env, cwd=self.tmp)
+        serve = corral_serve(*self.args)
+        argv = serve
+        if self.netns is not None:  # ip netns exec execs in place: same pid, fds passed
+            argv = lambda fd: ["ip", "netns", "exec", str(self.netns), *serve(fd)]  # noqa: E731
+        self.launched = spawn(argv, log_path=log, env=env, cwd=self.tmp)
         self.launched.wait_ready(60)
 
     @property
