@@ -131,6 +131,8 @@ def check_report(report: dict[str, Any], lb_errors_seen_by_test: int, detail: st
         assert lb is not None and lb["requests"] > 0, detail
         # the stated tolerance: 2 errors (one in flight across each boundary snapshot)
         assert abs(p["error_total"] - lb["errors"]) <= max(2, 0.02 * p["error_total"]), detail
+        # every failed request charged to a host of its phase
+        assert sum(p["charged_to"].values()) >= p["error_total"], detail
     assert phases["roll-restart"]["hosts_signalled"] == report["hosts"]
     assert phases["roll-hup"]["error_total"] == 0, detail
     stop = phases["stop-host"]

@@ -106,6 +106,11 @@ def test_agreement_and_blame_can_fail() -> None:
     phase.balancer = Counts(1010, 10, {"127.0.0.3:8002": {"eresp": 10}})
     charged, checks = blame(phase)
     assert charged == {"127.0.0.3:8002": 10} and not checks[0].ok  # a host never signalled
+    phase.balancer = Counts(1010, 10, {"127.0.0.2:8001": {"eresp": 6}})
+    charged, checks = blame(phase)  # 4 no server counter names: charged to the drill's host
+    assert charged == {"127.0.0.2:8001": 10} and checks[0].ok
+    phase.balancer = Counts(1010, 10, {"127.0.0.2:8001": {"eresp": 12}})
+    assert blame(phase)[0] == {"127.0.0.2:8001": 12}  # the balancer's word (it retried 2)
     phase.balancer = None
     assert blame(phase) == ({"127.0.0.2:8001": 10}, [])
 

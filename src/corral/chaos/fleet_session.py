@@ -8,10 +8,12 @@ phase carries the balancer's view of the same window.
 
 Attribution. A failed request belongs to the phase whose window holds the second it failed
 in (a phase lasts until its drill has verified itself, plus a settling second), and within the
-phase to a host: the balancer's per-server error counters when it has them (``econ``,
-``eresp``, 5xx by server, or nginx's ``$upstream_addr``), else the host(s) the drill
-signalled. The check "failures on signalled hosts" fails when the balancer blames a host the
-drill never touched.
+phase to a host: the balancer's per-server error counters when it has them (``eresp``, 5xx
+by server, or nginx's ``$upstream_addr``), else the host(s) the drill signalled. Failures left
+once the balancer's per-server counts are used up (a cut HAProxy passed on, a client-side
+timeout) go to the signalled host(s) too, so a phase's charges add up to at least its failed
+requests: every failure has a phase and a host. The check "failures on signalled hosts" fails
+when the balancer blames a host the drill never touched.
 
 Agreement. Per phase and for the run, the client's errors (failed attempts + non-2xx) and the
 balancer's (4xx + 5xx answered) must agree within ``AGREE_SLACK`` (an error completing on one
@@ -225,14 +227,18 @@ def blame(phase: FleetPhase) -> tuple[dict[str, int], list[Expectation]]:
         }
         by_server = {k: v for k, v in by_server.items() if v}
     victims = phase.drill.victims
+    signalled = "/".join(victims) or "no host signalled"
     if not by_server:
-        return {"/".join(victims) or "no host signalled": errors}, []
+        return {signalled: errors}, []
     strays = sorted(set(by_server) - set(victims) - {"-"})
     check = Expectation(
         "failures on signalled hosts",
         not strays,
         f"balancer blames {', '.join(strays)}" if strays else ", ".join(sorted(by_server)),
     )
+    rest = errors - sum(by_server.values())
+    if rest > 0:  # failures no server counter names: charged to the drill's hosts
+        by_server[signalled] = by_server.get(signalled, 0) + rest
     return by_server, [check]
 
 
