@@ -163,6 +163,7 @@ def balancer_windows(
     snaps: list[Counts | None],
     t0_wall: float,
     problems: list[str],
+    end_s: float = math.inf,
 ) -> tuple[list[Counts | None], Counts | None]:
     """Per-phase and whole-run balancer counts: snapshot deltas (HAProxy) or the log split by
     the phases' wall-clock windows (nginx)."""
@@ -175,7 +176,9 @@ def balancer_windows(
         except BalancerError as exc:
             problems.append(str(exc))
             return [None] * len(phases), None
-        ends = [float(p.end_s) if p.end_s is not None else math.inf for p in phases]
+        # the last phase ends when the load is told to stop: a request it abandons then is
+        # logged 499 once nginx notices, later, and was never the client's to count
+        ends = [float(p.end_s) if p.end_s is not None else end_s for p in phases]
         bounds = [(t0_wall + p.start_s, t0_wall + e) for p, e in zip(phases, ends, strict=True)]
         bounds[0] = (-math.inf, bounds[0][1])
         got = windows_from_log(lines, bounds)
@@ -289,11 +292,12 @@ def run_fleet_session(
         snaps.insert(0, first)
     finally:
         fleet.cleanup()
+        stop_s = time.monotonic() - load.t0  # what the load answered is logged before this
         series, duration = load.end(max_time_s + 30.0)
     snaps.append(_snapshot(fleet.balancer, problems))
     if time.monotonic() > fleet.deadline:
         problems.append(f"session overran --max-time-s {max_time_s:g}")
-    windows, total_counts = balancer_windows(fleet, phases, snaps, t0_wall, problems)
+    windows, total_counts = balancer_windows(fleet, phases, snaps, t0_wall, problems, stop_s)
     url, label, inflight = describe()
     totals, agree, sla = finish_fleet(phases, windows, total_counts, series, objectives, inflight)
     return FleetReport(
