@@ -1,7 +1,8 @@
 """``corral chaos --fleet`` end to end: three corral hosts chaos starts on 127.0.0.2-4, a real
-HAProxy in front (config written here, its listener inherited as ``fd@3`` so no port is
-guessed), the drills as phases, and the per-phase verdict checked against HAProxy's own
-counters, read by chaos from the stats socket and again by this test."""
+balancer in front, the drills as phases, and the per-phase verdict checked against the
+balancer's own counters, read by chaos and again by the test: HAProxy (config written here,
+its listener inherited as ``fd@3`` so no port is guessed; the stats socket) and nginx
+(docs/fleet.md's config through test_fleet.py's ``Nginx``; its access log)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_fleet import NGINX, Nginx, _free_port, _need
 
 from corral.chaos.balancer import parse_show_stat, read_show_stat
 from corral.launch import Launched, spawn
@@ -131,6 +134,8 @@ def check_report(report: dict[str, Any], lb_errors_seen_by_test: int, detail: st
         assert lb is not None and lb["requests"] > 0, detail
         # the stated tolerance: 2 errors (one in flight across each boundary snapshot)
         assert abs(p["error_total"] - lb["errors"]) <= max(2, 0.02 * p["error_total"]), detail
+        # every failed request charged to a host of its phase
+        assert sum(p["charged_to"].values()) >= p["error_total"], detail
     assert phases["roll-restart"]["hosts_signalled"] == report["hosts"]
     assert phases["roll-hup"]["error_total"] == 0, detail
     stop = phases["stop-host"]
@@ -141,3 +146,72 @@ def check_report(report: dict[str, Any], lb_errors_seen_by_test: int, detail: st
     # the test's own read of the socket, after chaos ended, saw at least what chaos reported
     assert lb_errors_seen_by_test >= lb_totals["errors"] - 2, detail
     assert all(c["ok"] for c in report["agreement"]), detail
+
+
+@dataclass
+class _Upstream:
+    addr: str
+    port: int
+
+
+def test_fleet_verdict_agrees_with_nginx_access_log(tmp_path: Path) -> None:
+    """The same with nginx (docs/fleet.md's config, test_fleet.py's Nginx): POSTs of 2 KiB to
+    the 20 ms fleet app, a rolling restart (nothing lost) and a SIGKILLed host (its in-flight
+    POSTs answered 502: nginx does not replay a request it sent), the per-phase figures
+    checked against nginx's own log, split by its timestamps, and read again here.
+
+    ``--host-gap-s 5.5``: nginx has no health check to say a restarted host is back, and a
+    host's refused connects mark it failed for ``fail_timeout`` (5 s): a rolling restart
+    faster than that leaves nginx with every host marked failed, answering 502 ("no live
+    upstreams") at once — what an earlier version of this test, with a 0.5 s gap, measured."""
+    _need(NGINX)
+    port = _free_port("127.0.0.1")
+    hosts_file, access_log = tmp_path / "hosts", tmp_path / "nginx" / "corral.log"
+    argv = [
+        sys.executable, "-m", "corral", "chaos", "--fleet",
+        "--balancer", f"http://127.0.0.1:{port}/", "--path", "/work", "--post-kib", "2",
+        "--start-hosts", "3", "-w", "1", "--app", "fleetapp:app", "--hosts-file", str(hosts_file),
+        "--serve-arg=--health-path", "--serve-arg=/healthz",
+        "--serve-arg=--drain-idle-s", "--serve-arg=2",
+        "--nginx-log", str(access_log),
+        "--scenario", "roll-restart", "--scenario", "kill-host",
+        "--phase-s", "3", "--host-gap-s", "5.5", "-c", "4",
+        "--max-time-s", "80", "--sla", "p99<3000ms,errors<5%", "--json", "-q",
+    ]  # fmt: skip
+    out, err = tmp_path / "report.json", tmp_path / "chaos.err"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent / "apps")}
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        chaos = subprocess.Popen(argv, stdout=fo, stderr=fe, start_new_session=True, env=env)
+    nginx: Nginx | None = None
+    try:
+        hosts = wait_file(hosts_file, chaos, 30.0).split()
+        ups = [_Upstream(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1])) for h in hosts]
+        nginx = Nginx(tmp_path, ups, port=port)
+        chaos.wait(RUN_TIMEOUT_S + 20)  # --max-time-s 80 here
+    finally:
+        if chaos.poll() is None:
+            os.killpg(chaos.pid, 9)
+            chaos.wait(5)
+        if nginx is not None:
+            nginx.stop()
+    report: dict[str, Any] = json.loads(out.read_text() or "{}")
+    detail = json.dumps(report, indent=1) + err.read_text()
+    assert report.get("balancer_kind") == "nginx", detail
+    phases = {p["scenario"]: p for p in report["phases"]}
+    assert list(phases) == ["baseline", "roll-restart", "kill-host"], detail
+    for p in phases.values():
+        assert p["sla"] and p["balancer"] is not None and p["balancer"]["requests"] > 0, detail
+        assert abs(p["error_total"] - p["balancer"]["errors"]) <= 2, detail
+        assert sum(p["charged_to"].values()) >= p["error_total"], detail
+    assert phases["roll-restart"]["error_total"] == 0, detail
+    kill = phases["kill-host"]
+    assert kill["error_total"] <= 4, detail  # its in-flight requests, at most -c
+    assert set(kill["charged_to"]) <= set(kill["hosts_signalled"]), detail
+    assert all(c["ok"] for c in report["agreement"]), detail
+    # the log read here: every error line of the run is in chaos's total (none came before),
+    # but for the 499s of the requests the load abandoned as it stopped (at most -c, logged
+    # once nginx noticed, possibly after chaos read the log)
+    statuses = [int(line.split()[1]) for line in access_log.read_text().splitlines()]
+    errors = sum(s >= 400 and s != 499 for s in statuses)
+    assert errors == report["balancer_totals"]["errors"], detail
+    assert statuses.count(499) <= 4, detail

@@ -74,12 +74,17 @@ def test_nginx_lines_split_by_their_own_time() -> None:
         parse_nginx_line("102.0 200 127.0.0.2:8001 200"),
     ]
     assert parse_nginx_line("garbage") is None and parse_nginx_line("x 200 -") is None
+    no_live = parse_nginx_line("101.5 502 corral 502 0.000")  # nginx had no server to try
+    assert no_live is not None and no_live.upstream == "-"
     parsed = [x for x in lines if x is not None]
     assert parsed[1].upstream == "127.0.0.3:8002"  # charged to the first upstream tried
     first, second = windows_from_log(parsed, [(100.0, 101.0), (101.0, 103.0)])
     assert (first.requests, first.errors) == (1, 0)
     assert (second.requests, second.errors) == (2, 1)
     assert second.servers["127.0.0.3:8002"]["hrsp_5xx"] == 1
+    closed = [x for x in [parse_nginx_line("102.5 499 127.0.0.2:8001 - 0.004")] if x]
+    (gave_up,) = windows_from_log(closed, [(102.0, 103.0)])
+    assert (gave_up.requests, gave_up.errors) == (1, 0)  # the client's own close, not nginx's
 
 
 def test_drill_and_host_arguments() -> None:
@@ -106,6 +111,11 @@ def test_agreement_and_blame_can_fail() -> None:
     phase.balancer = Counts(1010, 10, {"127.0.0.3:8002": {"eresp": 10}})
     charged, checks = blame(phase)
     assert charged == {"127.0.0.3:8002": 10} and not checks[0].ok  # a host never signalled
+    phase.balancer = Counts(1010, 10, {"127.0.0.2:8001": {"eresp": 6}})
+    charged, checks = blame(phase)  # 4 no server counter names: charged to the drill's host
+    assert charged == {"127.0.0.2:8001": 10} and checks[0].ok
+    phase.balancer = Counts(1010, 10, {"127.0.0.2:8001": {"eresp": 12}})
+    assert blame(phase)[0] == {"127.0.0.2:8001": 12}  # the balancer's word (it retried 2)
     phase.balancer = None
     assert blame(phase) == ({"127.0.0.2:8001": 10}, [])
 
@@ -144,6 +154,8 @@ def test_report_renders_the_per_phase_verdict_three_ways() -> None:
     assert kill["error_total"] == 2 and kill["balancer"]["errors"] == 2
     assert kill["charged_to"] == {"127.0.0.2:8001": 2} and kill["sla_ok"]
     assert 99.0 < kill["availability_percent"] < 100.0
+    assert kill["error_percent"] == pytest.approx(100.0 - kill["availability_percent"])
+    assert kill["latency_ms"]["p99"] > 0 and kill["sla"][0]["objective"] == "p99<5ms"
     page = fleet_html(r)
     assert page.startswith("<!doctype html>") and page.count("<tr>") == 3
     assert "kill-host" in page and "#e8f4e8" in page

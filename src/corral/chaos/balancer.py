@@ -16,7 +16,8 @@ Two sources, both read-only:
   ``$msec $status $upstream_addr`` (see docs/chaos.md). Each line carries its own time, so
   chaos splits the log into phases exactly by timestamp, and ``$upstream_addr`` names the host
   (a retried request lists every upstream it tried, ``a, b``: the failure is charged to the
-  first).
+  first; the upstream group's own name, logged when nginx had no live server left to try, is
+  charged to no host: ``-``).
 
 Parsing is pure (``parse_show_stat``, ``parse_nginx_line``); ``read_show_stat`` is the socket.
 """
@@ -32,6 +33,7 @@ from pathlib import Path
 
 SERVER_FIELDS = ("econ", "eresp", "wretr", "wredis", "hrsp_5xx", "srv_abrt", "cli_abrt")
 STATS_TIMEOUT_S = 3.0
+CLIENT_CLOSED = 499  # nginx's status for a request the client closed before the answer
 
 
 class BalancerError(Exception):
@@ -171,16 +173,21 @@ def parse_nginx_line(line: str) -> LogLine | None:
     except ValueError:
         return None
     upstream = fields[2].split(",")[0].split()[0] if len(fields) > 2 and fields[2] else "-"
+    if ":" not in upstream:  # the upstream group's own name: "no live upstreams", no host tried
+        upstream = "-"
     return LogLine(when, status, upstream)
 
 
 def nginx_counts(lines: Iterable[LogLine]) -> Counts:
-    """Counts over log lines: a 4xx/5xx is charged to the upstream that answered it."""
+    """Counts over log lines: a 4xx/5xx is charged to the upstream that answered it. A 499
+    (nginx's "client closed the request") is a request but not the balancer's error: nginx
+    answered nothing, and a client that gave up counts its own timeout (the load generator's
+    requests abandoned as it stops are 499s too, and no error of anyone's)."""
     out = Counts()
     for line in lines:
         out.requests += 1
         row = out.servers.setdefault(line.upstream, {"hrsp_5xx": 0})
-        if line.status >= 400:
+        if line.status >= 400 and line.status != CLIENT_CLOSED:
             out.errors += 1
             row["hrsp_5xx"] += 1
     return out

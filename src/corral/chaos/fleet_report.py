@@ -142,6 +142,7 @@ def fleet_report_dict(r: FleetReport) -> dict[str, Any]:
                 "start_s": p.start_s,
                 "end_s": p.end_s,
                 **_stats_dict(p.stats),
+                "error_percent": round(p.stats.measures().error_percent, 4),
                 "availability_percent": round(
                     _availability(p.stats.requests + p.stats.failed, p.stats.error_total), 4
                 ),
