@@ -84,6 +84,7 @@ def _measure(
     servers.check_workers(server, plan.opts.workers)
     before = server.stats()
     samples = [_sample(server, 0, 0.0, on_sample)]
+    samples[0]["gc"] = _gc_delta(before, before)
     results: list[LoadResult] = []
     sent, t_load = 0, time.monotonic()
     for i in range(SLICES):
@@ -95,7 +96,10 @@ def _measure(
             sent += result.requests
         else:  # locust: the server counted
             sent = _server_requests(server, before)
-        samples.append(_sample(server, sent, time.monotonic() - t_load, on_sample))
+        sample = _sample(server, sent, time.monotonic() - t_load, on_sample)
+        sample["slice"] = _slice_figures(result)
+        sample["gc"] = _gc_delta(before, server.stats())  # collections so far, over time
+        samples.append(sample)
     if on_step is not None:
         on_step(server.name, SLICES, SLICES)
     after = _settled(server, time.monotonic())
@@ -201,6 +205,39 @@ def _settled(
     return doc
 
 
+def _slice_figures(result: LoadResult | None) -> dict[str, Any] | None:
+    """One slice's throughput and latency (client-side; None with a locustfile)."""
+    if result is None:
+        return None
+    return {
+        "requests": result.requests,
+        "rps": round(result.rps, 1),
+        "p50_ms": round(result.latency_ms(50), 3),
+        "p99_ms": round(result.latency_ms(99), 3),
+    }
+
+
+def _statuses(results: list[LoadResult]) -> tuple[dict[str, int], dict[str, int]]:
+    """Responses by status, and attempts by error class, over every slice."""
+    statuses: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for r in results:
+        for status, n in r.summary.statuses.items():
+            statuses[str(status)] = statuses.get(str(status), 0) + n
+        for name, n in r.errors.items():
+            errors[name] = errors.get(name, 0) + n
+    return statuses, errors
+
+
+def failures(load: dict[str, Any]) -> int:
+    """Requests that measured no page of the app: no complete response, or a 4xx/5xx. A 3xx
+    (a replayed redirect) is an answer like any other."""
+    classes = load.get("error_classes") or {}
+    bad = sum(n for name, n in classes.items() if name != "non_2xx")
+    statuses = load.get("statuses") or {}
+    return int(bad) + sum(int(n) for status, n in statuses.items() if int(status) >= 400)
+
+
 def _load_summary(results: list[LoadResult], after: dict[str, Any] | None) -> dict[str, Any]:
     if not results:  # locust: the server's own histogram
         totals = (after or {}).get("totals", {})
@@ -221,10 +258,13 @@ def _load_summary(results: list[LoadResult], after: dict[str, Any] | None) -> di
     def ms(pct: float) -> float:
         return round(hist.get_value_at_percentile(pct) / 1000.0, 3) if requests else 0.0
 
+    statuses, classes = _statuses(results)
     return {
         "source": "client",
         "requests": requests,
         "errors": errors,
+        "statuses": statuses,
+        "error_classes": classes,
         "duration_s": round(seconds, 3),
         "rps": round(requests / seconds, 1) if seconds else 0.0,
         "p50_ms": ms(50),
