@@ -370,15 +370,21 @@ def _with_progress(spec: Spec, prepared: Prepared) -> dict[str, Any]:
         TextColumn("{task.completed}/{task.total} slices"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, Any] = {}
+    bar = Progress(*columns, console=console, transient=False)
+    tasks: dict[str, Any] = {}
 
-        def step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"{name}", total=total)
-            bar.update(tasks[name], completed=done)
+    def step(name: str, done: int, total: int) -> None:
+        if not tasks:  # drawn from the first slice on: a refusal before it is one clean line
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(f"{name}", total=total)
+        bar.update(tasks[name], completed=done)
 
+    try:
         return run_experiment(spec, step, prepared=prepared)
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
