@@ -366,6 +366,8 @@ def test_each_interpreter_is_measured_on_its_own(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     groups = json.loads(out.read_text())["pythons"]
     assert [g["python"] for g in groups] == [newest, sys.executable]
+    for group in groups:  # a progress bar per interpreter's configuration
+        assert f"auto ({group['version']})" in done.stderr, done.stderr[-2000:]
     for i, group in enumerate(groups, 1):
         assert (logs / f"{i}-python{group['version']}" / "auto.log").exists()
         for c in group["configs"]:  # read through its own stats server, not an earlier one's

@@ -30,6 +30,7 @@ from corral.experiment import page, render, servers, traffic, verdict
 from corral.experiment.run import SLICES, Plan, Sampled, Step, run_config
 
 DEFAULT_REQUESTS = 2000
+TEXT_WIDTH = 120
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FIND_APP = (
@@ -281,6 +282,14 @@ def _gunicorn_worker(spec: Spec, python: str, chdir: str) -> tuple[str, str]:
     return worker, ""
 
 
+def _labelled(on_step: Step | None, version: str, ready: Prepared) -> Step | None:
+    """With several interpreters, each one's configurations get a progress bar of their own."""
+    if on_step is None or len(ready.runs) == 1:
+        return on_step
+    step = on_step
+    return lambda name, done, total: step(f"{name} ({version})", done, total)
+
+
 def check_outputs(*paths: str | None) -> None:
     """Refuse a report file that could not be written, before minutes of measuring."""
     for path in paths:
@@ -334,7 +343,7 @@ def run_experiment(
         configs = []
         for name in names:
             try:
-                config = run_config(name, plan, on_step, on_sample)
+                config = run_config(name, plan, _labelled(on_step, version, ready), on_sample)
             except servers.ServerError as exc:
                 raise ExperimentError(str(exc), 1) from None
             config["attribution"] = config["attribution"] if name != servers.GUNICORN else None
@@ -416,7 +425,8 @@ def main(argv: Sequence[str]) -> int:
         return INTERRUPTED
     from rich.console import Console
 
-    render.print_text(report, Console())
+    # a file or a pipe gets lines wide enough for the tables (rich would take 80 columns)
+    render.print_text(report, Console(width=None if sys.stdout.isatty() else TEXT_WIDTH))
     for path, text in ((args.json, render.to_json(report)), (args.html, page.to_html(report))):
         if path:
             try:
