@@ -7,6 +7,8 @@ full preset set is run by hand for docs/experiment.md and benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import json
 import os
 import re
@@ -541,3 +543,42 @@ def test_refuses_an_app_attribute_that_is_missing_naming_it(tmp_path: Path) -> N
         "corral experiment: corral --gc auto did not start: "
         "generation 1: app 'ok:nope': ok has no attribute 'nope'"
     ]
+
+
+LOCUSTFILE = """
+from locust import HttpUser, constant, task
+
+
+class Reader(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def root(self):
+        self.client.get("/")
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_locustfile_drives_every_configuration_on_the_same_meter(tmp_path: Path) -> None:
+    """locust's own CSVs count the requests and latency of corral and gunicorn alike (gunicorn
+    has no /stats to count them); each slice runs at least 3 s, so its CSV holds requests."""
+    if importlib.util.find_spec("locust") is None:
+        if os.environ.get("CI"):
+            pytest.fail("locust is required in CI (a test dependency)")
+        pytest.skip("locust not installed")
+    (tmp_path / "ok.py").write_text(BIG_HEAP_APP)
+    (tmp_path / "locustfile.py").write_text(LOCUSTFILE)
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "corral", "experiment", "ok:app", "--chdir", str(tmp_path)]
+    cmd += ["--traffic", str(tmp_path / "locustfile.py"), "-d", "5", "--presets", "auto"]
+    cmd += ["--no-attribute", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=220, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = json.loads(out.read_text())["pythons"][0]["configs"]
+    assert [c["name"] for c in configs] == ["auto", "gunicorn"]
+    for c in configs:
+        assert c["load"]["source"] == "locust" and c["load"]["errors"] == 0
+        assert c["load"]["requests"] > 50 and c["load"]["rps"] > 0 and c["load"]["p99_ms"] > 0
+        counts = [s["requests"] for s in c["samples"]]
+        assert counts[0] == 0 and all(b > a for a, b in itertools.pairwise(counts)), counts
+    assert sessions_alive({c["master_pid"] for c in configs}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from corral.experiment import cli, page, render, servers, traffic, verdict
+from corral.bench.result import LoadResult, ProcSummary, new_histogram
+from corral.experiment import cli, page, render, run, servers, traffic, verdict
 from corral.experiment.run import failures, fit
 
 MIB = 1 << 20
@@ -60,10 +62,10 @@ def test_unreadable_traffic_file_is_refused(tmp_path: Path) -> None:
 def test_locustfile_needs_locust(tmp_path: Path) -> None:
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text("from locust import HttpUser\n")
-    if shutil.which("locust"):
+    if importlib.util.find_spec("locust"):
         assert traffic.load(str(locustfile)).kind == "locust"
     else:
-        with pytest.raises(traffic.TrafficError, match="'locust' command is not installed"):
+        with pytest.raises(traffic.TrafficError, match="but locust is not installed here"):
             traffic.load(str(locustfile))
 
 
@@ -273,3 +275,20 @@ def test_python_that_is_not_a_python_is_refused_in_one_line() -> None:
     with pytest.raises(servers.ServerError) as got:
         servers.python_version(ls)
     assert str(got.value) == f"--python {ls}: not a Python interpreter that can run corral"
+
+
+def test_locust_failures_count_as_failed_requests() -> None:
+    result = LoadResult(
+        summary=ProcSummary(requests=10, errors={"locust_failures": 3}),
+        series=[],
+        started=0.0,
+        duration_s=1.0,
+        connections=1,
+        procs=1,
+        rate=None,
+        histogram=new_histogram(),
+        connect_histogram=new_histogram(),
+    )
+    load = run._load_summary([result], "locust")
+    assert load["source"] == "locust" and load["error_classes"]["locust_failures"] == 3
+    assert failures(load) == 3

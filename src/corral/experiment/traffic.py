@@ -14,9 +14,9 @@ paths or URLs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -105,8 +105,8 @@ def _looks_like_file(spec: str) -> bool:
 
 def _from_file(path: str) -> Traffic:
     if path.endswith(".py"):
-        if shutil.which("locust") is None:
-            raise TrafficError(f"{path} is a locustfile, but the 'locust' command is not installed")
+        if importlib.util.find_spec("locust") is None:  # run as `python -m locust`
+            raise TrafficError(f"{path} is a locustfile, but locust is not installed here")
         return Traffic("locust", (), path, locustfile=path)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
