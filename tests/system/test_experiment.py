@@ -7,6 +7,8 @@ full preset set is run by hand for docs/experiment.md and benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import json
 import os
 import re
@@ -258,6 +260,11 @@ def test_monolith_report_agrees_with_proc_renders_and_recommends(tmp_path: Path)
         assert c["load"]["requests"] >= 250 and c["load"]["errors"] == 0
         assert c["gc"] is not None and c["malloc_summary"] is not None
         assert len(c["samples"]) == 6 and len(c["samples"][-1]["workers"]) == 2
+        # over time: each slice's throughput and latency, the collections so far
+        slices = [sample["slice"] for sample in c["samples"][1:]]
+        assert all(x["requests"] >= 50 and x["rps"] > 0 and x["p99_ms"] > 0 for x in slices)
+        gcs = [sum(sample["gc"]["collections"]) for sample in c["samples"]]
+        assert gcs[0] == 0 and gcs == sorted(gcs) and gcs[-1] <= sum(c["gc"]["collections"])
 
     # 2. The recommendation names the preset that the numbers favour.
     rec = report["pythons"][0]["recommendation"]
@@ -334,7 +341,8 @@ def test_unseen_flask_app_end_to_end_from_one_command(tmp_path: Path) -> None:
     assert all(c["samples"][0]["workers"][0]["rss"] > 30 << 20 for c in configs)  # the heap
     gunicorn_fit = configs[2]["summary"]["fit_workers"]
     assert f"gunicorn fits {gunicorn_fit}" in report["pythons"][0]["recommendation"]["text"]
-    assert (tmp_path / "report.html").read_text().count("<svg") == 5  # 3 memory, CDF, capacity
+    # 3 memory charts, the CDF, capacity, req/s and GC collections over requests
+    assert (tmp_path / "report.html").read_text().count("<svg") == 7
     assert sessions_alive({c["master_pid"] for c in configs}) == []
 
 
@@ -360,6 +368,8 @@ def test_each_interpreter_is_measured_on_its_own(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     groups = json.loads(out.read_text())["pythons"]
     assert [g["python"] for g in groups] == [newest, sys.executable]
+    for group in groups:  # a progress bar per interpreter's configuration
+        assert f"auto ({group['version']})" in done.stderr, done.stderr[-2000:]
     for i, group in enumerate(groups, 1):
         assert (logs / f"{i}-python{group['version']}" / "auto.log").exists()
         for c in group["configs"]:  # read through its own stats server, not an earlier one's
@@ -381,7 +391,7 @@ def _refusal(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_refuses_an_app_that_cannot_be_imported(tmp_path: Path) -> None:
     done = _refusal(["no_such_module_here:app", "-n", "10"], tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert done.stderr.splitlines() == [
         "corral experiment: cannot import app no_such_module_here:app: "
         "no module named 'no_such_module_here'"
     ]
@@ -391,7 +401,7 @@ def test_refuses_an_unreadable_traffic_file(tmp_path: Path) -> None:
     (tmp_path / "ok.py").write_text("def app(e, s):\n    return []\n")
     done = _refusal(["ok:app", "--traffic", str(tmp_path / "gone.log")], tmp_path)
     assert done.returncode == 2
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert len(done.stderr.splitlines()) == 1
     assert "cannot read traffic file" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -399,7 +409,7 @@ def test_refuses_an_app_whose_import_fails(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise RuntimeError('no database')\n")
     done = _refusal(["broken:app", "-n", "10", "--presets", "auto", "--no-gunicorn"], tmp_path)
     assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
+    lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("corral experiment: corral --gc auto"), lines
     assert "Traceback" not in done.stderr
 
@@ -445,7 +455,7 @@ def test_refuses_a_log_dir_it_cannot_create(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     done = _refusal(["ok:app", "--log-dir", str(tmp_path / "file" / "logs")], tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert done.stderr.splitlines() == [
         f"corral experiment: --log-dir {tmp_path / 'file' / 'logs'}: Not a directory"
     ]
 
@@ -464,3 +474,111 @@ def test_a_second_run_with_the_same_log_dir_reads_its_own_servers(tmp_path: Path
     assert config["gc"] is not None and config["malloc_summary"] is not None
     assert all(len(sample["workers"]) == 2 for sample in config["samples"])
     assert (tmp_path / "logs" / "cpython.log").read_text().count("corral.master: ready:") == 2
+
+
+FASTAPI_APP = '''
+"""An ASGI app: FastAPI, a catalogue built at import."""
+
+from fastapi import FastAPI
+
+CATALOGUE = [{"id": i, "name": f"item {i}"} for i in range(50_000)]
+app = FastAPI()
+
+
+@app.get("/item/{i}")
+def item(i: int) -> dict:
+    return CATALOGUE[i % len(CATALOGUE)]
+'''
+
+
+@pytest.mark.timeout(200)
+def test_an_asgi_app_is_measured_and_requests_that_fail_are_reported(tmp_path: Path) -> None:
+    """A FastAPI app from one command: corral serves it as ASGI; gunicorn is measured with
+    uvicorn's worker or, without it, skipped with a note (its sync worker would answer 500 to
+    everything and look fast). A third of the traffic is a path the app answers 404: counted,
+    shown, and named in the recommendation."""
+    (tmp_path / "fapp.py").write_text(FASTAPI_APP)
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "corral", "experiment", "fapp:app", "--chdir", str(tmp_path)]
+    cmd += ["--traffic", "/item/1,/item/2,/nope", "--presets", "auto", "-n", "90"]
+    cmd += ["--no-attribute", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    configs = report["pythons"][0]["configs"]
+    auto = configs[0]
+    assert auto["name"] == "auto" and auto["load"]["requests"] >= 90
+    assert auto["load"]["statuses"]["404"] == auto["load"]["requests"] // 3, auto["load"]
+    assert auto["load"]["statuses"]["200"] == auto["load"]["requests"] * 2 // 3
+    text = report["pythons"][0]["recommendation"]["text"]
+    assert f"`auto` {auto['load']['requests'] // 3} of {auto['load']['requests']} (404 x" in text
+    assert re.search(r"│ auto +│ +\d+ │ +" + str(auto["load"]["requests"] // 3) + " │", done.stdout)
+    if [c["name"] for c in configs] == ["auto", "gunicorn"]:  # uvicorn's worker is installed
+        assert "-k" in configs[1]["command"] and "UvicornWorker" in " ".join(configs[1]["command"])
+        assert not any(int(k) >= 500 for k in configs[1]["load"]["statuses"])
+    else:
+        assert [c["name"] for c in configs] == ["auto"]
+        assert any("is an ASGI app" in n and "no gunicorn comparison" in n for n in report["notes"])
+    assert sessions_alive({c["master_pid"] for c in configs}) == []
+
+
+@pytest.mark.timeout(60)
+def test_an_unwritable_report_file_is_refused_before_any_server_starts(tmp_path: Path) -> None:
+    (tmp_path / "ok.py").write_text("def app(e, s):\n    return []\n")
+    logs = tmp_path / "logs"
+    bad = tmp_path / "missing" / "report.json"
+    done = _refusal(["ok:app", "--json", str(bad), "--log-dir", str(logs)], tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"corral experiment: cannot write {bad}: no directory {bad.parent}"
+    ]
+    assert not list(logs.glob("**/*.log"))  # nothing was started
+
+
+def test_refuses_an_app_attribute_that_is_missing_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "ok.py").write_text("def app(e, s):\n    return []\n")
+    done = _refusal(["ok:nope", "-n", "10", "--presets", "auto", "--no-gunicorn"], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "corral experiment: corral --gc auto did not start: "
+        "generation 1: app 'ok:nope': ok has no attribute 'nope'"
+    ]
+
+
+LOCUSTFILE = """
+from locust import HttpUser, constant, task
+
+
+class Reader(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def root(self):
+        self.client.get("/")
+"""
+
+
+@pytest.mark.timeout(240)
+def test_a_locustfile_drives_every_configuration_on_the_same_meter(tmp_path: Path) -> None:
+    """locust's own CSVs count the requests and latency of corral and gunicorn alike (gunicorn
+    has no /stats to count them); each slice runs at least 3 s, so its CSV holds requests."""
+    if importlib.util.find_spec("locust") is None:
+        if os.environ.get("CI"):
+            pytest.fail("locust is required in CI (a test dependency)")
+        pytest.skip("locust not installed")
+    (tmp_path / "ok.py").write_text(BIG_HEAP_APP)
+    (tmp_path / "locustfile.py").write_text(LOCUSTFILE)
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "corral", "experiment", "ok:app", "--chdir", str(tmp_path)]
+    cmd += ["--traffic", str(tmp_path / "locustfile.py"), "-d", "5", "--presets", "auto"]
+    cmd += ["--no-attribute", "--json", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=220, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    configs = json.loads(out.read_text())["pythons"][0]["configs"]
+    assert [c["name"] for c in configs] == ["auto", "gunicorn"]
+    for c in configs:
+        assert c["load"]["source"] == "locust" and c["load"]["errors"] == 0
+        assert c["load"]["requests"] > 50 and c["load"]["rps"] > 0 and c["load"]["p99_ms"] > 0
+        counts = [s["requests"] for s in c["samples"]]
+        assert counts[0] == 0 and all(b > a for a, b in itertools.pairwise(counts)), counts
+    assert sessions_alive({c["master_pid"] for c in configs}) == []

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corral.experiment import page, render, traffic, verdict
-from corral.experiment.run import fit
+from corral.bench.result import LoadResult, ProcSummary, new_histogram
+from corral.experiment import cli, page, render, run, servers, traffic, verdict
+from corral.experiment.run import failures, fit
 
 MIB = 1 << 20
 LOG = """\
@@ -59,10 +62,10 @@ def test_unreadable_traffic_file_is_refused(tmp_path: Path) -> None:
 def test_locustfile_needs_locust(tmp_path: Path) -> None:
     locustfile = tmp_path / "locustfile.py"
     locustfile.write_text("from locust import HttpUser\n")
-    if shutil.which("locust"):
+    if importlib.util.find_spec("locust"):
         assert traffic.load(str(locustfile)).kind == "locust"
     else:
-        with pytest.raises(traffic.TrafficError, match="'locust' command is not installed"):
+        with pytest.raises(traffic.TrafficError, match="but locust is not installed here"):
             traffic.load(str(locustfile))
 
 
@@ -154,6 +157,138 @@ def test_page_is_self_contained_with_every_chart() -> None:
     )
     html = page.to_html(report)
     assert "http://" not in html and "https://" not in html and "<script" not in html
-    assert html.count("<svg") == 4  # memory x2, CDF, capacity
+    assert html.count("<svg") == 6  # memory x2, CDF, capacity, req/s and GCs over requests
     assert "--shared" in html  # the dashboard's stylesheet, inlined
     assert "NaN" not in html and "corral serve app:app -w 2 --gc auto" in html
+
+
+def test_cdf_axis_is_labelled_from_a_tenth_of_a_millisecond_to_the_slowest() -> None:
+    configs = [_config("cpython", "corral", 30, 40.0, 5.0), _config("auto", "corral", 5, 97, 4)]
+    svg = page.cdf_svg(configs)  # the slowest request: 2 x p99 = 10 ms
+    labels = re.findall(r"text-anchor='middle'>([^<]+)</text>", svg)
+    assert labels[0] == "0.1" and labels[4] == "10", labels
+    assert [float(x) for x in labels[:5]] == sorted(float(x) for x in labels[:5])
+
+
+def test_over_requests_charts_plot_each_slice_and_the_collections_so_far() -> None:
+    c = _config("auto", "corral", 5, 97, 4)
+    c["samples"][0]["gc"] = {"collections": [0, 0, 0]}
+    c["samples"][1]["slice"] = {"requests": 100, "rps": 250.0, "p50_ms": 1.0, "p99_ms": 4.0}
+    c["samples"][1]["gc"] = {"collections": [7, 2, 1]}
+    rps = page.over_requests_svg([c], "rps")
+    gcs = page.over_requests_svg([c], "gc")
+    assert rps.count("<polyline") == 1 and gcs.count("<polyline") == 1
+    assert ">275</text>" in rps  # the axis tops at 1.1 x the fastest slice
+    assert ">11</text>" in gcs  # 10 collections so far, axis at 1.1x
+
+
+def test_a_file_that_is_neither_a_log_nor_urls_is_refused_naming_the_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"/ok\n\x00\x9f binary \xff\n")
+    with pytest.raises(traffic.TrafficError) as got:
+        traffic.load(str(junk))
+    assert "neither a combined-format access log nor one URL a line" in str(got.value)
+    assert "line 2:" in str(got.value) and "\n" not in str(got.value)
+    errors_only = tmp_path / "errors.log"
+    errors_only.write_text(LOG.replace('" 200 ', '" 500 ').replace('" 301 ', '" 404 '))
+    with pytest.raises(traffic.TrafficError, match="has no GET request answered 2xx or 3xx"):
+        traffic.load(str(errors_only))
+
+
+def test_urls_are_described_as_urls_not_requests() -> None:
+    assert traffic.load("/").describe() == "URLs /: 1 URL, 1 distinct path, sent in turn"
+    assert "2 URLs, 1 distinct path," in traffic.load("/a,/a").describe()
+    assert traffic.load("/tmp?x=1").paths == ("/tmp?x=1",)  # a query: a URL, not the folder
+
+
+def test_a_failed_start_names_the_error_not_the_exit() -> None:
+    log = (
+        "2026-12-04 21:22:38,429 [29752] [INFO] corral.master: generation 1: loading x:nope\n"
+        "Traceback (most recent call last):\n"
+        "AttributeError: module 'x' has no attribute 'nope'\n"
+        "2026-12-04 21:22:38,553 [29752] [ERROR] corral.master: app 'x:nope': x has no "
+        "attribute 'nope'\n"
+        "2026-12-04 21:22:38,553 [29752] [INFO] corral.master: master exiting with code 4\n"
+    )
+    assert servers.why_failed(log) == "app 'x:nope': x has no attribute 'nope'"
+    gunicorn = "[2026-12-04 21:22:57 +0000] [30101] [ERROR] Exception in worker process\n"
+    assert servers.why_failed(gunicorn) == "Exception in worker process"
+    assert servers.why_failed("corral serve: error: unrecognized arguments: --bogus\n") == (
+        "corral serve: error: unrecognized arguments: --bogus"
+    )
+
+
+def _failing(c: dict[str, Any], n: int) -> dict[str, Any]:
+    c["load"]["statuses"] = {"200": 100 - n, "404": n}
+    c["load"]["error_classes"] = {"non_2xx": n, "reset": 1}
+    return c
+
+
+def test_failed_requests_are_counted_and_never_favoured() -> None:
+    assert failures({"statuses": {"200": 5, "302": 3}, "error_classes": {"non_2xx": 3}}) == 0
+    assert failures({"statuses": {"500": 2}, "error_classes": {"non_2xx": 2, "timeout": 1}}) == 3
+    configs = [
+        _config("cpython", "corral", 30, 40.0, 5.0),
+        _failing(_config("auto", "corral", 5, 97.0, 4.0), 40),  # fits more, but answered 404s
+    ]
+    rec = _report(configs)["pythons"][0]["recommendation"]
+    assert rec["preset"] == "cpython"
+    assert "`auto` 41 of 100 (404 x40, reset x1)" in rec["text"]
+    assert "measure error pages" in rec["text"]
+
+
+def test_recommendation_says_tie_and_when_gunicorn_fits_more() -> None:
+    configs = [
+        _config("cpython", "corral", 10.1, 80.0, 5.0),
+        _config("auto", "corral", 10.0, 81.0, 4.0),
+        _config("gunicorn", "gunicorn", 5, 90.0, 3.0),
+    ]
+    text = _report(configs)["pythons"][0]["recommendation"]["text"]
+    assert "`cpython` fit within 2% of that: a tie" in text
+    assert "gunicorn --preload fits more" in text and "no corral preset beats it" in text
+    configs[2] = _config("gunicorn", "gunicorn", 50, 20.0, 3.0)
+    text = _report(configs)["pythons"][0]["recommendation"]["text"]
+    assert "gunicorn --preload fits more" not in text
+
+
+def test_production_command_carries_the_measured_serve_args() -> None:
+    cmd = verdict.production_command("a:b", 4, "auto", "/srv/app", ["--warmup=/", "-t", "30"])
+    assert cmd == "corral serve a:b -w 4 --gc auto --chdir /srv/app --warmup=/ -t 30"
+
+
+def test_report_files_and_budget_are_checked_before_any_server_starts(tmp_path: Path) -> None:
+    cli.check_outputs(str(tmp_path / "r.json"), None, "")
+    for bad, why in (
+        (tmp_path, "it is a directory"),
+        (tmp_path / "no" / "r.json", f"no directory {tmp_path / 'no'}"),
+    ):
+        with pytest.raises(cli.ExperimentError, match=re.escape(f"cannot write {bad}: {why}")):
+            cli.check_outputs(str(bad))
+    args = cli._parser().parse_args(["a:b", "--budget-gib", "-1"])
+    with pytest.raises(cli.ExperimentError, match="--budget-gib must be > 0"):
+        cli.spec_from_args(args)
+
+
+def test_python_that_is_not_a_python_is_refused_in_one_line() -> None:
+    ls = shutil.which("ls")
+    assert ls is not None
+    with pytest.raises(servers.ServerError) as got:
+        servers.python_version(ls)
+    assert str(got.value) == f"--python {ls}: not a Python interpreter that can run corral"
+
+
+def test_locust_failures_count_as_failed_requests() -> None:
+    result = LoadResult(
+        summary=ProcSummary(requests=10, errors={"locust_failures": 3}),
+        series=[],
+        started=0.0,
+        duration_s=1.0,
+        connections=1,
+        procs=1,
+        rate=None,
+        histogram=new_histogram(),
+        connect_histogram=new_histogram(),
+    )
+    load = run._load_summary([result], "locust")
+    assert load["source"] == "locust" and load["error_classes"]["locust_failures"] == 3
+    assert failures(load) == 3

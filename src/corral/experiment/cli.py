@@ -30,6 +30,7 @@ from corral.experiment import page, render, servers, traffic, verdict
 from corral.experiment.run import SLICES, Plan, Sampled, Step, run_config
 
 DEFAULT_REQUESTS = 2000
+TEXT_WIDTH = 120
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _FIND_APP = (
@@ -154,6 +155,8 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         raise ExperimentError("--workers and --requests must be >= 1, --connections >= 0")
     if args.duration is not None and args.duration <= 0:
         raise ExperimentError("--duration must be > 0")
+    if args.budget_gib < 0:
+        raise ExperimentError("--budget-gib must be > 0 (or left out: this host's MemTotal)")
     return Spec(
         app=args.app,
         traffic=args.traffic,
@@ -222,10 +225,20 @@ def _log_dir(root: str, index: int, version: str, pythons: int) -> Path | None:
     return folder
 
 
-def run_experiment(
-    spec: Spec, on_step: Step | None = None, on_sample: Sampled | None = None
-) -> dict[str, Any]:
-    """Every configuration under every interpreter; the report as a dict."""
+@dataclass(frozen=True)
+class Prepared:
+    """A checked spec: the traffic, the budget, and per interpreter its version and the
+    configurations to run. Everything that can be refused is refused here, before any server
+    starts or the progress bar draws."""
+
+    traffic: traffic.Traffic
+    budget: int
+    chdir: str
+    runs: list[tuple[str, str, list[str], str]]  # (python, version, configs, gunicorn -k)
+    notes: list[str]
+
+
+def prepare(spec: Spec) -> Prepared:
     try:
         load = traffic.load(spec.traffic)
     except traffic.TrafficError as exc:
@@ -233,19 +246,77 @@ def run_experiment(
     budget = int(spec.budget_gib * (1 << 30)) if spec.budget_gib > 0 else host_memory_bytes()
     pythons = [_interpreter(p) for p in spec.pythons] or [servers.default_python()]
     chdir = os.path.abspath(spec.chdir)
-    groups, notes = [], []
-    started = time.monotonic()
+    runs, notes = [], []
     for index, python in enumerate(pythons):
         try:
             version = servers.python_version(python)
         except servers.ServerError as exc:
             raise ExperimentError(str(exc)) from None
         check_app(python, spec.app, chdir)
-        names = list(spec.presets)
+        _log_dir(spec.log_dir, index, version, len(pythons))  # refused now, not after a run
+        names, worker = list(spec.presets), "sync"
         if spec.gunicorn and servers.has_gunicorn(python):
-            names.append(servers.GUNICORN)
+            worker, why = _gunicorn_worker(spec, python, chdir)
+            if why:
+                notes.append(why)
+            else:
+                names.append(servers.GUNICORN)
         elif spec.gunicorn:
             notes.append(f"gunicorn is not importable by {python}: no gunicorn comparison")
+        runs.append((python, version, names, worker))
+    return Prepared(load, budget, chdir, runs, notes)
+
+
+def _gunicorn_worker(spec: Spec, python: str, chdir: str) -> tuple[str, str]:
+    """gunicorn's worker class for this app (sync; uvicorn's for an ASGI app), or why the
+    comparison is skipped: a sync worker would answer every request of an ASGI app with 500."""
+    opts = servers.Options(spec.app, spec.workers, python, chdir, spec.env)
+    if servers.app_interface(opts) != "asgi":
+        return "sync", ""
+    worker = servers.asgi_gunicorn_worker(python)
+    if worker is None:
+        return "", (
+            f"{spec.app} is an ASGI app and {python} cannot import uvicorn's gunicorn worker "
+            "(pip install uvicorn-worker): no gunicorn comparison"
+        )
+    return worker, ""
+
+
+def _labelled(on_step: Step | None, version: str, ready: Prepared) -> Step | None:
+    """With several interpreters, each one's configurations get a progress bar of their own."""
+    if on_step is None or len(ready.runs) == 1:
+        return on_step
+    step = on_step
+    return lambda name, done, total: step(f"{name} ({version})", done, total)
+
+
+def check_outputs(*paths: str | None) -> None:
+    """Refuse a report file that could not be written, before minutes of measuring."""
+    for path in paths:
+        if not path:
+            continue
+        target = Path(path)
+        parent = target.parent if str(target.parent) else Path(".")
+        if target.is_dir():
+            raise ExperimentError(f"cannot write {path}: it is a directory")
+        if not parent.is_dir():
+            raise ExperimentError(f"cannot write {path}: no directory {parent}")
+        if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+            raise ExperimentError(f"cannot write {path}: permission denied")
+
+
+def run_experiment(
+    spec: Spec,
+    on_step: Step | None = None,
+    on_sample: Sampled | None = None,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
+    """Every configuration under every interpreter; the report as a dict."""
+    ready = prepared or prepare(spec)
+    load, budget, chdir = ready.traffic, ready.budget, ready.chdir
+    groups, notes = [], list(ready.notes)
+    started = time.monotonic()
+    for index, (python, version, names, worker) in enumerate(ready.runs):
         opts = servers.Options(
             spec.app,
             spec.workers,
@@ -254,6 +325,7 @@ def run_experiment(
             spec.env,
             tuple(spec.serve_args),
             load.paths[0] if load.paths else "/",
+            worker,
         )
         plan = Plan(
             opts,
@@ -262,7 +334,7 @@ def run_experiment(
             spec.duration_s,
             spec.connections or 2 * spec.workers,
             spec.attribute,
-            _log_dir(spec.log_dir, index, version, len(pythons)),
+            _log_dir(spec.log_dir, index, version, len(ready.runs)),
         )
         if plan.requests is None and plan.duration_s is None:
             plan = Plan(
@@ -271,14 +343,14 @@ def run_experiment(
         configs = []
         for name in names:
             try:
-                config = run_config(name, plan, on_step, on_sample)
+                config = run_config(name, plan, _labelled(on_step, version, ready), on_sample)
             except servers.ServerError as exc:
                 raise ExperimentError(str(exc), 1) from None
             config["attribution"] = config["attribution"] if name != servers.GUNICORN else None
             config["summary"] = verdict.summarise(config, budget)
             config["malloc_summary"] = render.malloc_summary(config)
             configs.append(config)
-        rec = verdict.recommend(configs, spec.app, spec.workers, spec.chdir)
+        rec = verdict.recommend(configs, spec.app, spec.workers, spec.chdir, spec.serve_args)
         groups.append(
             {"python": python, "version": version, "configs": configs, "recommendation": rec}
         )
@@ -296,7 +368,7 @@ def run_experiment(
     }
 
 
-def _with_progress(spec: Spec) -> dict[str, Any]:
+def _with_progress(spec: Spec, prepared: Prepared) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -307,15 +379,21 @@ def _with_progress(spec: Spec) -> dict[str, Any]:
         TextColumn("{task.completed}/{task.total} slices"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, Any] = {}
+    bar = Progress(*columns, console=console, transient=False)
+    tasks: dict[str, Any] = {}
 
-        def step(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"{name}", total=total)
-            bar.update(tasks[name], completed=done)
+    def step(name: str, done: int, total: int) -> None:
+        if not tasks:  # drawn from the first slice on: a refusal before it is one clean line
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(f"{name}", total=total)
+        bar.update(tasks[name], completed=done)
 
-        return run_experiment(spec, step)
+    try:
+        return run_experiment(spec, step, prepared=prepared)
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -335,7 +413,9 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(sig, _interrupt)
     try:
         spec = spec_from_args(args)
-        report = _with_progress(spec)
+        check_outputs(args.json, args.html)
+        prepared = prepare(spec)
+        report = _with_progress(spec, prepared)
     except ExperimentError as exc:
         sys.stderr.write(f"corral experiment: {exc}\n")
         return exc.code
@@ -345,7 +425,8 @@ def main(argv: Sequence[str]) -> int:
         return INTERRUPTED
     from rich.console import Console
 
-    render.print_text(report, Console())
+    # a file or a pipe gets lines wide enough for the tables (rich would take 80 columns)
+    render.print_text(report, Console(width=None if sys.stdout.isatty() else TEXT_WIDTH))
     for path, text in ((args.json, render.to_json(report)), (args.html, page.to_html(report))):
         if path:
             try:

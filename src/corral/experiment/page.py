@@ -4,8 +4,9 @@ No CDN, no script: the stylesheet is the dashboard's own (``stats/assets/dashboa
 inlined) and every chart is inline SVG drawn here, so the page opens offline and can be
 attached to a ticket. Charts: shared and private memory of each worker over requests, one per
 configuration; the latency CDF of every configuration on one log-scaled axis; workers that fit
-in the host budget, one bar per configuration. Then the figures table, the pymalloc lines, the
-copy-on-write attribution and the recommendation.
+in the host budget, one bar per configuration; requests/s of each slice and the workers' GC
+collections so far, over requests, one line per configuration. Then the figures table, the
+pymalloc lines, the copy-on-write attribution, the recommendation and the notes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from corral.experiment.render import malloc_summary
+from corral.experiment.run import failures
 
 W, H = 520, 220
 L, R, T, B = 58, 14, 12, 34
@@ -47,20 +49,22 @@ def _css() -> str:
 
 
 def _axes(xmax: float, ymax: float, xlabel: str, ylabel: str, xlog: bool = False) -> list[str]:
+    """Grid and labels; with ``xlog``, ``xmax`` is ``log10(10 * ms)`` (0.1 ms at the origin)."""
     out = []
     for i in range(5):
         y = T + (H - T - B) * i / 4
         out.append(f"<line class='grid' x1='{L}' x2='{W - R}' y1='{y:.1f}' y2='{y:.1f}'/>")
         value = ymax * (4 - i) / 4
         out.append(
-            f"<text class='axis' x='{L - 6}' y='{y + 4:.1f}' text-anchor='end'>{value:.3g}</text>"
+            f"<text class='axis' x='{L - 6}' y='{y + 4:.1f}' text-anchor='end'>"
+            f"{_tick(value)}</text>"
         )
     for i in range(5):
         x = L + (W - L - R) * i / 4
-        value = 10 ** (math.log10(xmax) * i / 4) if xlog and xmax > 1 else xmax * i / 4
+        value = 10 ** (xmax * i / 4) / 10 if xlog else xmax * i / 4
         out.append(
             f"<text class='axis' x='{x:.1f}' y='{H - B + 16}' text-anchor='middle'>"
-            f"{value:.3g}</text>"
+            f"{_tick(value)}</text>"
         )
     out.append(
         f"<text class='axis' x='{(L + W - R) / 2}' y='{H - 4}' text-anchor='middle'>"
@@ -68,6 +72,10 @@ def _axes(xmax: float, ymax: float, xlabel: str, ylabel: str, xlog: bool = False
     )
     out.append(f"<text class='axis' x='4' y='{T - 2}'>{_esc(ylabel)}</text>")
     return out
+
+
+def _tick(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def _svg(parts: Sequence[str], label: str) -> str:
@@ -113,11 +121,34 @@ def cdf_svg(configs: Sequence[dict[str, Any]]) -> str:
     curves = [(c["name"], c["load"].get("cdf") or []) for c in configs]
     xmax = max((ms for _, cdf in curves for ms, _ in cdf), default=1.0) or 1.0
     lmax = math.log10(max(xmax, 1.0001) * 10)  # x axis: log10(10 * ms), 0.1 ms at the origin
-    parts = _axes(10**lmax / 10, 100, "latency ms (log)", "percentile", xlog=True)
+    parts = _axes(lmax, 100, "latency ms (log)", "percentile", xlog=True)
     for i, (_, cdf) in enumerate(curves):
         pts = [_xy(math.log10(max(ms, 0.1) * 10), pct, lmax, 100) for ms, pct in cdf]
         parts.append(_line(pts, colour=PALETTE[i % len(PALETTE)]))
     return _svg(parts, "latency CDF per configuration")
+
+
+def over_requests_svg(configs: Sequence[dict[str, Any]], what: str) -> str:
+    """Per configuration, against requests served: ``rps`` (each slice's requests/s, client
+    side) or ``gc`` (the workers' collections so far, all generations, from /stats)."""
+    series = []
+    for c in configs:
+        pts = []
+        for s in c["samples"]:
+            if what == "rps" and s.get("slice"):
+                pts.append((s["requests"], float(s["slice"]["rps"])))
+            elif what == "gc" and s.get("gc"):
+                pts.append((s["requests"], float(sum(s["gc"]["collections"]))))
+        series.append(pts)
+    xmax = max((x for pts in series for x, _ in pts), default=0) or 1
+    ymax = max((y for pts in series for _, y in pts), default=0) * 1.1 or 1.0
+    label = "requests/s in each slice" if what == "rps" else "GC collections so far"
+    parts = _axes(xmax, ymax, "requests", "req/s" if what == "rps" else "GCs")
+    for i, pts in enumerate(series):
+        if pts:
+            scaled = [_xy(x, y, xmax, ymax) for x, y in pts]
+            parts.append(_line(scaled, colour=PALETTE[i % len(PALETTE)]))
+    return _svg(parts, f"{label} per configuration over requests")
 
 
 def capacity_svg(configs: Sequence[dict[str, Any]]) -> str:
@@ -162,6 +193,7 @@ def _table(configs: Sequence[dict[str, Any]]) -> str:
         "baseline MiB",
         "fit",
         "req/s",
+        "failed",
         "p50 ms",
         "p99 ms",
         "GCs",
@@ -180,6 +212,7 @@ def _table(configs: Sequence[dict[str, Any]]) -> str:
             s["baseline_mib"],
             s["fit_workers"],
             load.get("rps"),
+            failures(load),
             load.get("p50_ms"),
             load.get("p99_ms"),
             sum(gc["collections"]) if gc else "-",
@@ -234,7 +267,11 @@ def _group(group: dict[str, Any]) -> str:
         f"<figure class='card'><figcaption>Latency CDF {_legend(configs)}</figcaption>"
         f"{cdf_svg(configs)}</figure>"
         f"<figure class='card'><figcaption>Capacity per host</figcaption>"
-        f"{capacity_svg(configs)}</figure></section>"
+        f"{capacity_svg(configs)}</figure>"
+        f"<figure class='card'><figcaption>Requests/s over requests {_legend(configs)}"
+        f"</figcaption>{over_requests_svg(configs, 'rps')}</figure>"
+        f"<figure class='card'><figcaption>GC collections over requests {_legend(configs)}"
+        f"</figcaption>{over_requests_svg(configs, 'gc')}</figure></section>"
         f"<section class='card'><h2>Figures</h2>{_table(configs)}</section>"
         f"<section class='card'><h2>Objects that still lose sharing</h2>{_attribution(configs)}"
         "</section>"
@@ -246,6 +283,9 @@ def to_html(report: dict[str, Any]) -> str:
     title = f"corral experiment · {report['app']}"
     traffic = _esc(report["traffic"])
     body = "".join(_group(g) for g in report["pythons"])
+    notes = "".join(f"<p>{_esc(n)}</p>" for n in report.get("notes", []))
+    if notes:
+        body += f"<section class='card'><h2>Notes</h2>{notes}</section>"
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='color-scheme' content='dark light'>"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from corral.experiment.run import failures
+
 MIB = 1 << 20
 
 
@@ -49,10 +51,10 @@ def _tables(report: dict[str, Any], group: dict[str, Any]) -> tuple[Any, Any]:
     title = f"{report['app']}, Python {group['version']}"
     mem = Table(title=f"{title}: memory per worker at the end (MiB)")
     for col in ("config", "shared %", "private", "RSS", "baseline", "fit", "arenas +/-", "pools"):
-        mem.add_column(col, justify="left" if col == "config" else "right")
+        mem.add_column(col, justify="left" if col == "config" else "right", no_wrap=True)
     speed = Table(title=f"{title}: traffic (ms)")
-    for col in ("config", "requests", "req/s", "p50", "p90", "p99", "max", "GCs", "pause"):
-        speed.add_column(col, justify="left" if col == "config" else "right")
+    for col in ("config", "requests", "failed", "req/s", "p50", "p99", "max", "GCs", "pause"):
+        speed.add_column(col, justify="left" if col == "config" else "right", no_wrap=True)
     for c in group["configs"]:
         s, load, gc = c["summary"], c["load"], c.get("gc") or {}
         m = c.get("malloc_summary") or {}
@@ -69,9 +71,9 @@ def _tables(report: dict[str, Any], group: dict[str, Any]) -> tuple[Any, Any]:
         speed.add_row(
             c["name"],
             _cell(load.get("requests")),
+            str(failures(load)),
             _cell(load.get("rps"), ",.0f"),
             _cell(load.get("p50_ms"), ".2f"),
-            _cell(load.get("p90_ms"), ".2f"),
             _cell(load.get("p99_ms"), ".2f"),
             _cell(load.get("max_ms"), ".1f"),
             _cell(sum(gc["collections"]) if gc else None),

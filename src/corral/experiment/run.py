@@ -10,16 +10,14 @@ and, unless turned off, a one-shot copy-on-write attribution of one worker (``co
 ``finally`` whatever happened.
 
 Latency is measured by the client (HdrHistogram over every slice, merged): the same meter for
-corral and gunicorn. With a locustfile, locust drives each slice and latency comes from the
-server's own histogram (corral only).
+corral and gunicorn. With a locustfile, locust drives each slice and its CSVs are the meter,
+again the same for corral and gunicorn (latency rebuilt from locust's per-second percentiles).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral import launch
+from corral.bench import locust
 from corral.bench.config import LoadConfig
-from corral.bench.result import LoadResult, new_histogram
+from corral.bench.result import LoadResult, ProcSummary, new_histogram
 from corral.bench.runner import run_load
 from corral.experiment import servers
 from corral.experiment.traffic import Traffic
@@ -40,7 +38,7 @@ SLICES = 5
 CDF_PERCENTILES = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 99.99, 100)
 ATTRIBUTE_TOP = 8
 ATTRIBUTE_TIMEOUT_S = 120.0
-LOCUST_GRACE_S = 30.0
+LOCUST_MIN_SLICE_S = 3.0  # locust's CSVs of a 1 s run can hold no request at all
 
 Step = Callable[[str, int, int], None]  # (configuration, slices done, slices in all)
 Sampled = Callable[[str, dict[str, Any]], None]  # (configuration, the sample just taken)
@@ -84,18 +82,19 @@ def _measure(
     servers.check_workers(server, plan.opts.workers)
     before = server.stats()
     samples = [_sample(server, 0, 0.0, on_sample)]
+    samples[0]["gc"] = _gc_delta(before, before)
     results: list[LoadResult] = []
     sent, t_load = 0, time.monotonic()
     for i in range(SLICES):
         if on_step is not None:
             on_step(server.name, i, SLICES)
         result = _drive(server, plan, i)
-        if result is not None:
-            results.append(result)
-            sent += result.requests
-        else:  # locust: the server counted
-            sent = _server_requests(server, before)
-        samples.append(_sample(server, sent, time.monotonic() - t_load, on_sample))
+        results.append(result)
+        sent += result.requests
+        sample = _sample(server, sent, time.monotonic() - t_load, on_sample)
+        sample["slice"] = _slice_figures(result)
+        sample["gc"] = _gc_delta(before, server.stats())  # collections so far, over time
+        samples.append(sample)
     if on_step is not None:
         on_step(server.name, SLICES, SLICES)
     after = _settled(server, time.monotonic())
@@ -106,7 +105,7 @@ def _measure(
         "master_pid": server.pid,
         "boot_s": round(boot_s, 3),
         "samples": samples,
-        "load": _load_summary(results, after),
+        "load": _load_summary(results, "locust" if plan.traffic.kind == "locust" else "client"),
         "gc": _gc_delta(before, after),
         "malloc": [w.get("malloc") for w in (after or {}).get("workers", [])],
         "attribution": _attribute(server, plan) if plan.attribute else None,
@@ -135,10 +134,9 @@ def _sample(
 # --- traffic ------------------------------------------------------------------------------------
 
 
-def _drive(server: servers.Server, plan: Plan, index: int) -> LoadResult | None:
+def _drive(server: servers.Server, plan: Plan, index: int) -> LoadResult:
     if plan.traffic.kind == "locust":
-        _run_locust(server, plan)
-        return None
+        return _run_locust(server, plan)
     urls = tuple(server.url + p for p in _rotated(plan.traffic.paths, index))
     requests = None if plan.requests is None else max(1, plan.requests // SLICES)
     duration = None if plan.duration_s is None else plan.duration_s / SLICES
@@ -156,26 +154,43 @@ def _rotated(paths: tuple[str, ...], index: int) -> tuple[str, ...]:
     return paths[k:] + paths[:k]
 
 
-def _run_locust(server: servers.Server, plan: Plan) -> None:
-    seconds = (plan.duration_s or 10.0 * SLICES) / SLICES
-    users = str(plan.connections)
-    cmd = [shutil.which("locust") or "locust", "-f", plan.traffic.locustfile, "--headless"]
-    cmd += ["-u", users, "-r", users, "-t", f"{seconds:g}s", "--host", server.url]
-    cmd += ["--only-summary"]
-    proc = launch.spawn(cmd, ready_pipe=False)
-    try:
-        proc.proc.wait(timeout=seconds + LOCUST_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        proc.stop()
-
-
-def _server_requests(server: servers.Server, before: dict[str, Any] | None) -> int:
-    doc = server.stats()
-    if doc is None or before is None:
-        return 0
-    return int(doc["totals"]["requests"]) - int(before["totals"]["requests"])
+def _run_locust(server: servers.Server, plan: Plan) -> LoadResult:
+    """One slice driven by locust (``--connections`` users for ``--duration`` / 5 seconds, at
+    least ``LOCUST_MIN_SLICE_S``), its CSVs read back as a LoadResult: the same client-side
+    meter for corral and gunicorn. The
+    latency histogram is rebuilt from locust's per-second percentiles, so it is approximate;
+    locust's failures (no response, or a status >= 400) count as ``locust_failures``."""
+    seconds = max(LOCUST_MIN_SLICE_S, (plan.duration_s or 10.0 * SLICES) / SLICES)
+    with tempfile.TemporaryDirectory(prefix="corral-experiment-locust-") as work:
+        try:
+            outcome = locust.run_bench(
+                plan.traffic.locustfile,
+                server.url,
+                plan.connections,
+                float(plan.connections),
+                seconds,
+                Path(work),
+            )
+        except locust.LocustError as exc:
+            raise servers.ServerError(f"locust: {servers.why_failed(str(exc))}") from None
+    agg = outcome.aggregated
+    requests, failed = (agg.requests, agg.failures) if agg is not None else (0, 0)
+    hist = new_histogram()
+    for second in outcome.series:
+        for us, n in second.latency_us.items():
+            hist.record_value(max(1, us), n)
+    errors = {"locust_failures": failed} if failed else {}
+    return LoadResult(
+        summary=ProcSummary(requests=requests, errors=errors),
+        series=outcome.series,
+        started=0.0,
+        duration_s=requests / agg.rps if agg is not None and agg.rps else outcome.duration_s,
+        connections=plan.connections,
+        procs=1,
+        rate=None,
+        histogram=hist,
+        connect_histogram=new_histogram(),
+    )
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -201,16 +216,39 @@ def _settled(
     return doc
 
 
-def _load_summary(results: list[LoadResult], after: dict[str, Any] | None) -> dict[str, Any]:
-    if not results:  # locust: the server's own histogram
-        totals = (after or {}).get("totals", {})
-        return {
-            "source": "server",
-            "requests": totals.get("requests", 0),
-            "p50_ms": totals.get("lifetime_p50_ms"),
-            "p99_ms": totals.get("lifetime_p99_ms"),
-            "cdf": [],
-        }
+def _slice_figures(result: LoadResult) -> dict[str, Any]:
+    """One slice's throughput and latency, as the client measured them."""
+    return {
+        "requests": result.requests,
+        "rps": round(result.rps, 1),
+        "p50_ms": round(result.latency_ms(50), 3),
+        "p99_ms": round(result.latency_ms(99), 3),
+    }
+
+
+def _statuses(results: list[LoadResult]) -> tuple[dict[str, int], dict[str, int]]:
+    """Responses by status, and attempts by error class, over every slice."""
+    statuses: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for r in results:
+        for status, n in r.summary.statuses.items():
+            statuses[str(status)] = statuses.get(str(status), 0) + n
+        for name, n in {**r.errors, **r.summary.errors}.items():  # locust's class too
+            errors[name] = errors.get(name, 0) + n
+    return statuses, errors
+
+
+def failures(load: dict[str, Any]) -> int:
+    """Requests that measured no page of the app: no complete response, or a 4xx/5xx. A 3xx
+    (a replayed redirect) is an answer like any other."""
+    classes = load.get("error_classes") or {}
+    bad = sum(n for name, n in classes.items() if name != "non_2xx")
+    statuses = load.get("statuses") or {}
+    return int(bad) + sum(int(n) for status, n in statuses.items() if int(status) >= 400)
+
+
+def _load_summary(results: list[LoadResult], source: str) -> dict[str, Any]:
+    """Every slice merged; ``source`` is ``client`` (corral's meter) or ``locust``."""
     hist = new_histogram()
     for r in results:
         hist.add(r.histogram)
@@ -221,10 +259,13 @@ def _load_summary(results: list[LoadResult], after: dict[str, Any] | None) -> di
     def ms(pct: float) -> float:
         return round(hist.get_value_at_percentile(pct) / 1000.0, 3) if requests else 0.0
 
+    statuses, classes = _statuses(results)
     return {
-        "source": "client",
+        "source": source,
         "requests": requests,
         "errors": errors,
+        "statuses": statuses,
+        "error_classes": classes,
         "duration_s": round(seconds, 3),
         "rps": round(requests / seconds, 1) if seconds else 0.0,
         "p50_ms": ms(50),

@@ -47,6 +47,17 @@ MALLOC_STATS_S = 1.0
 CORRAL_PRESETS = ("cpython", "freeze", "instagram", "auto")
 GUNICORN = "gunicorn"
 _STATS_LOG = re.compile(r"stats on http://(\S+?)\)")
+_SEVERE = re.compile(r"\[(ERROR|CRITICAL)\]")
+_LOG_PREFIX = re.compile(
+    r"^\[?\d{4}-\d\d-\d\d [\d:,]+(?: [+-]\d{4})?\]? \[\d+\] \[[A-Z]+\] (?:[\w.]+: )?"
+)
+ASGI_GUNICORN_WORKERS = ("uvicorn_worker.UvicornWorker", "uvicorn.workers.UvicornWorker")
+_INTERFACE = (
+    "import sys\n"
+    "from corral.asgi.detect import is_asgi\n"
+    "from corral.master.appload import load_app\n"
+    "print('asgi' if is_asgi(load_app(sys.argv[1], sys.argv[2])) else 'wsgi')\n"
+)
 MIB = 1 << 20
 
 
@@ -65,6 +76,7 @@ class Options:
     env: dict[str, str]
     serve_args: tuple[str, ...] = ()
     probe_path: str = "/"
+    gunicorn_worker: str = "sync"  # -k for the comparison: an ASGI app needs uvicorn's
 
 
 @dataclass
@@ -175,7 +187,7 @@ def _start_corral(preset: str, opts: Options, log_path: Path) -> Server:
     try:
         launched = launch.start(build, log_path=log_path, env=opts.env, timeout_s=BOOT_TIMEOUT_S)
     except launch.LaunchError as exc:
-        raise ServerError(f"corral --gc {preset} did not start: {_last_line(str(exc))}") from None
+        raise ServerError(f"corral --gc {preset} did not start: {why_failed(str(exc))}") from None
     with open(log_path, "rb") as f:  # this start's lines only, not an earlier run's
         f.seek(start_at)
         match = _STATS_LOG.search(f.read().decode(errors="replace"))
@@ -190,7 +202,7 @@ def _start_corral(preset: str, opts: Options, log_path: Path) -> Server:
 def _start_gunicorn(opts: Options, log_path: Path) -> Server:
     port = _free_port()
     args = ["--preload", "-w", str(opts.workers), "-b", f"127.0.0.1:{port}"]
-    args += ["--chdir", opts.chdir, "--timeout", "120", opts.app]
+    args += ["-k", opts.gunicorn_worker, "--chdir", opts.chdir, "--timeout", "120", opts.app]
     cmd = [opts.python, "-m", "gunicorn", *args]
     launched = launch.spawn(cmd, log_path=log_path, env=opts.env, ready_pipe=False)
     server = Server(GUNICORN, launched, f"http://127.0.0.1:{port}", ["gunicorn", *args])
@@ -206,7 +218,7 @@ def _probe(server: Server, opts: Options, deadline: float) -> None:
     port = int(server.url.rpartition(":")[2])
     while time.monotonic() < deadline:
         if server.launched.proc.poll() is not None:
-            tail = _last_line(server.launched.log_tail())
+            tail = why_failed(server.launched.log_tail())
             raise ServerError(f"gunicorn exited before it was ready: {tail}")
         if len(children(server.pid)) >= opts.workers and _answers(port, opts.probe_path):
             return
@@ -237,6 +249,16 @@ def _last_line(text: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def why_failed(log: str) -> str:
+    """The line of a failed start's log that says why: the last ``ERROR``/``CRITICAL`` record
+    (``master exiting with code 4`` after it says nothing), else the last line; without the
+    timestamp and pid prefix."""
+    lines = [ln.strip() for ln in log.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _SEVERE.search(ln)]
+    line = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return _LOG_PREFIX.sub("", line, count=1)
+
+
 def has_gunicorn(python: str) -> bool:
     """Whether ``python`` can import gunicorn (the optional comparison)."""
     import subprocess
@@ -250,6 +272,44 @@ def has_gunicorn(python: str) -> bool:
     return done.returncode == 0
 
 
+def app_interface(opts: Options) -> str | None:
+    """``asgi`` or ``wsgi``: how corral would serve the app (one throwaway import, only to pick
+    gunicorn's worker class); ``None`` when the import fails (the corral start reports why)."""
+    import subprocess
+
+    env = {**os.environ, **opts.env}
+    try:
+        done = subprocess.run(
+            [opts.python, "-c", _INTERFACE, opts.app, opts.chdir],
+            capture_output=True,
+            text=True,
+            timeout=BOOT_TIMEOUT_S,
+            cwd=opts.chdir,
+            env=env,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = done.stdout.strip().splitlines()
+    return out[-1] if done.returncode == 0 and out and out[-1] in ("asgi", "wsgi") else None
+
+
+def asgi_gunicorn_worker(python: str) -> str | None:
+    """The uvicorn worker class ``python`` can import for gunicorn (an ASGI app), or None."""
+    import subprocess
+
+    for worker in ASGI_GUNICORN_WORKERS:
+        module = worker.rpartition(".")[0]
+        try:
+            done = subprocess.run(
+                [python, "-c", f"import {module}"], capture_output=True, timeout=HTTP_TIMEOUT_S
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            return worker
+    return None
+
+
 def python_version(python: str) -> str:
     """``3.13.0`` for ``python`` (raises ServerError when it is not a Python with corral)."""
     import subprocess
@@ -261,9 +321,12 @@ def python_version(python: str) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServerError(f"cannot run --python {python}: {exc}") from None
-    if done.returncode != 0:
-        raise ServerError(f"--python {python} cannot import corral ({_last_line(done.stderr)})")
-    return done.stdout.strip()
+    version = done.stdout.strip()
+    if done.returncode != 0 and "corral" in done.stderr and "ModuleNotFoundError" in done.stderr:
+        raise ServerError(f"--python {python} cannot import corral: install corral into it")
+    if done.returncode != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ServerError(f"--python {python}: not a Python interpreter that can run corral")
+    return version
 
 
 def default_python() -> str:

@@ -14,9 +14,9 @@ paths or URLs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,9 +41,12 @@ class Traffic:
     def describe(self) -> str:
         if self.kind == "locust":
             return f"locustfile {self.source}"
-        distinct = len(set(self.paths))
-        what = "access log" if self.kind == "log" else "URLs"
-        return f"{what} {self.source}: {len(self.paths)} requests, {distinct} distinct paths"
+        n = len(set(self.paths))
+        distinct = f"{n} distinct path" + ("s" if n != 1 else "")
+        if self.kind == "log":
+            return f"access log {self.source}: {len(self.paths)} requests, {distinct}"
+        urls = "1 URL" if len(self.paths) == 1 else f"{len(self.paths)} URLs"
+        return f"URLs {self.source}: {urls}, {distinct}, sent in turn"
 
 
 def to_path(url: str) -> str:
@@ -83,10 +86,13 @@ def load(spec: str | None, default_path: str = "/") -> Traffic:
 
 
 def _looks_like_file(spec: str) -> bool:
-    """A ``--traffic`` that is not an existing file but names one: a directory; a name with a
+    """A ``--traffic`` that is not an existing file but names one (``/`` and anything with a
+    query are always URLs): a directory; a name with a
     file suffix (``.log``, ``.txt``, ``.py``, ``.gz``, ``.csv``); a single relative name that is
     no URL (``logs/access.1``); or an absolute path whose directory exists on this machine
     (``/var/log/nginx/access.log.1``, where ``/products/42`` is still a URL path)."""
+    if spec == "/" or "?" in spec:  # the site's root, a query: URLs, whatever is on disk
+        return False
     if os.path.isdir(spec) or spec.endswith(_FILE_SUFFIXES):
         return True
     if "," in spec or "://" in spec:  # URLs (an unknown scheme is refused as such)
@@ -99,8 +105,8 @@ def _looks_like_file(spec: str) -> bool:
 
 def _from_file(path: str) -> Traffic:
     if path.endswith(".py"):
-        if shutil.which("locust") is None:
-            raise TrafficError(f"{path} is a locustfile, but the 'locust' command is not installed")
+        if importlib.util.find_spec("locust") is None:  # run as `python -m locust`
+            raise TrafficError(f"{path} is a locustfile, but locust is not installed here")
         return Traffic("locust", (), path, locustfile=path)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -110,7 +116,19 @@ def _from_file(path: str) -> Traffic:
     logged = parse_access_log(text)
     if logged:
         return Traffic("log", tuple(logged), path)
+    if _REQUEST_LINE.search(text):
+        raise TrafficError(f"access log {path} has no GET request answered 2xx or 3xx to replay")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines:
         raise TrafficError(f"traffic file {path} has no GET requests and no URLs")
-    return Traffic("urls", tuple(to_path(ln) for ln in lines[:MAX_PATHS]), path)
+    paths = []
+    for number, line in enumerate(lines[:MAX_PATHS], 1):
+        try:
+            paths.append(to_path(line))
+        except TrafficError:
+            shown = ascii(line[:60] + ("..." if len(line) > 60 else ""))
+            raise TrafficError(
+                f"traffic file {path}: neither a combined-format access log nor one URL a line "
+                f"(non-comment line {number}: {shown})"
+            ) from None
+    return Traffic("urls", tuple(paths), path)

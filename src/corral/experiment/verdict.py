@@ -10,7 +10,10 @@ Definitions (MiB = 2**20 bytes; "end" = the sample after the last slice of traff
 * fit = floor((host budget - baseline) / mean worker USS): workers of this size that fit.
 
 The favoured preset is the corral preset with the largest fit; ties go to the higher shared %,
-then to the lower p99. gunicorn, when measured, is the comparison, never the recommendation.
+then to the lower p99. A configuration whose requests failed (no response, or 4xx/5xx) is
+favoured only when every one did, and the sentence says so. gunicorn, when measured, is the
+comparison, never the recommendation; when it fits more workers than every preset, the sentence
+says that too. Fits within ``TIE_PCT`` of each other are called a tie.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from corral.experiment.run import fit
+from corral.experiment.run import failures, fit
 
 MIB = 1 << 20
 GIB = 1 << 30
+TIE_PCT = 2.0  # fits closer than this are within the noise of one short run
 
 
 def summarise(config: dict[str, Any], budget_bytes: int) -> dict[str, Any]:
@@ -50,7 +54,8 @@ def favoured(configs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     corral = [c for c in configs if c["kind"] == "corral"]
     if not corral:
         return None
-    return max(corral, key=_rank)
+    clean = [c for c in corral if not failures(c["load"])]
+    return max(clean or corral, key=_rank)
 
 
 def _rank(c: dict[str, Any]) -> tuple[float, float, float]:
@@ -64,15 +69,26 @@ def _pct_change(new: float | None, old: float | None) -> str:
     return f"{100 * (new - old) / old:+.1f}%"
 
 
-def production_command(app: str, workers: int, preset: str, chdir: str) -> str:
+def production_command(
+    app: str, workers: int, preset: str, chdir: str, serve_args: Sequence[str] = ()
+) -> str:
+    """``corral serve`` as measured: the preset, the worker count and every ``--serve-arg``."""
     cmd = ["corral", "serve", app, "-w", str(workers), "--gc", preset]
     if chdir not in ("", "."):
         cmd += ["--chdir", chdir]
-    return shlex.join(cmd)
+    return shlex.join([*cmd, *serve_args])
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
 
 
 def recommend(
-    configs: Sequence[dict[str, Any]], app: str, workers: int, chdir: str
+    configs: Sequence[dict[str, Any]],
+    app: str,
+    workers: int,
+    chdir: str,
+    serve_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The recommendation: which preset, in words and numbers, and the command to run."""
     best = favoured(configs)
@@ -92,16 +108,59 @@ def recommend(
         b = base["summary"]
         words.append(
             f"p99 changes by {_pct_change(s['p99_ms'], b['p99_ms'])} against `{base['name']}` "
-            f"({s['p99_ms']} ms vs {b['p99_ms']} ms), throughput by "
+            f"({_ms(s['p99_ms'])} vs {_ms(b['p99_ms'])}), throughput by "
             f"{_pct_change(s['rps'], b['rps'])}"
         )
+    words += _caveats(best, others)
     lost = _lost_sharing(best)
     if lost:
         words.append(f"these objects still lose sharing: {lost}")
     if best["name"] == "instagram":
         words.append("instagram never collects cycles in workers: replace workers by memory limit")
-    command = production_command(app, workers, best["name"], chdir)
+    command = production_command(app, workers, best["name"], chdir, serve_args)
     return {"preset": best["name"], "text": "; ".join(words) + ".", "command": command}
+
+
+def _caveats(best: dict[str, Any], others: Sequence[dict[str, Any]]) -> list[str]:
+    """What the headline alone would hide: a tie, gunicorn fitting more, failed requests."""
+    out = []
+    n = best["summary"]["fit_workers"]
+    close = [
+        c["name"]
+        for c in others
+        if c["kind"] == "corral" and n and 100 * (n - c["summary"]["fit_workers"]) / n < TIE_PCT
+    ]
+    if close:
+        names = ", ".join(f"`{x}`" for x in close)
+        out.append(f"{names} fit within {TIE_PCT:g}% of that: a tie within the noise of this run")
+    for c in others:
+        if c["kind"] == "gunicorn" and not failures(c["load"]) and c["summary"]["fit_workers"] > n:
+            out.append(
+                f"gunicorn --preload fits more ({c['summary']['fit_workers']} vs {n}): "
+                "no corral preset beats it on this app"
+            )
+    failed = [c for c in (best, *others) if failures(c["load"])]
+    if failed:
+        each = ", ".join(
+            f"`{c['name']}` {failures(c['load'])} of {c['load'].get('requests', 0)} "
+            f"({_statuses(c['load'])})"
+            for c in failed
+        )
+        out.append(
+            f"requests failed or were answered 4xx/5xx: {each}; those figures measure error "
+            "pages, not the app: check that --traffic names pages the app serves"
+        )
+    return out
+
+
+def _statuses(load: dict[str, Any]) -> str:
+    """The failures of one load: ``404 x66, reset x2``."""
+    statuses = sorted((load.get("statuses") or {}).items())
+    parts = [f"{k} x{v}" for k, v in statuses if int(k) >= 400]
+    parts += [
+        f"{k} x{v}" for k, v in (load.get("error_classes") or {}).items() if v and k != "non_2xx"
+    ]
+    return ", ".join(parts) or "none"
 
 
 def _baseline(best: dict[str, Any], others: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
