@@ -33,7 +33,8 @@ Response side: ``send_response``/``send_data``/``send_eom`` return the bytes to 
 framing is decided once by ``writer.build_head``.
 
 Documented choices (docs/http.md): any token is a method and reaches the app (RFC 9110
-§9.1; llhttp's fixed list is worked around in ``_validate_head``); duplicate Content-Length
+§9.1; llhttp's fixed list is worked around in ``headfields.PythonHead.validate`` and its C
+twin); duplicate Content-Length
 (even identical) -> 400; a repeated ``SINGLETON_FIELDS`` field -> 400, other repeated fields
 are joined; ``Transfer-Encoding`` whose final coding is not chunked (e.g. ``gzip`` alone) ->
 400 (RFC 9112 §6.3 MUST), chunked after another coding -> 501; ``Upgrade`` is ignored (RFC
@@ -66,8 +67,9 @@ from corral.http.events import (
 from corral.http.headfields import SINGLETON_FIELDS, Fields
 from corral.http.limits import Limits
 
+__all__ = ["SINGLETON_FIELDS", "Connection"]  # SINGLETON_FIELDS lives in headfields.py now
+
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _DONE, _DISCARD, _CLOSED, _ERROR = range(7)
-__all__ = ["SINGLETON_FIELDS", "Connection"]
 _MAX_EMPTY_LINES: Final = 8
 _DEFAULT_LIMITS: Final = Limits()
 _TOKEN_START: Final = frozenset(
