@@ -4,16 +4,18 @@ PY_NEWEST := $(shell scripts/find-python)
 PY_BASE ?= python3
 PIP_FLAGS ?= -q --disable-pip-version-check
 PORT ?= 8000
+# the C sources installing corral compiles: a change rebuilds the venvs
+NATIVE_C := src/corral/http/_nativehead.c $(wildcard src/corral/http/vendor/llhttp/src/*.c)
 STATS ?= 127.0.0.1:9100
 
 .PHONY: demo test test-fast lint docs settings clean sysdeps
 
-.venv/ok: pyproject.toml src/corral/stats/_fastslot.c
+.venv/ok: pyproject.toml src/corral/stats/_fastslot.c $(NATIVE_C)
 	$(PY_BASE) -m venv .venv
 	.venv/bin/pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
-.venv-newest/ok: pyproject.toml src/corral/stats/_fastslot.c
+.venv-newest/ok: pyproject.toml src/corral/stats/_fastslot.c $(NATIVE_C)
 	$(PY_NEWEST) -m venv .venv-newest
 	.venv-newest/bin/pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@

@@ -18,7 +18,13 @@ estimate; the loop does it once per 10 ms). The difference from ``off`` is the c
 request counts), both slots in one process, alternated, 21 rounds: on a noisy machine the
 ratio is far steadier than any two wrk runs.
 
+``--http-parser native,python`` compares the request-head parsers (corral.http.native) with the
+scoreboard slot published as the loop does; ``--unique-heads`` adds an ``X-Seq: N`` field so that
+every head differs and misses the head cache (a seen head is never parsed again), which is where
+the parser's own cost shows.
+
 Usage: python benchmarks/instructions.py [--requests 2000] [--kind wrk|browser] [--batch 1,16,auto]
+       python benchmarks/instructions.py --http-parser native,python [--unique-heads]
        python benchmarks/instructions.py --memguard idle,every --batch auto
        python benchmarks/instructions.py --timed [--requests 5000] [--batch 1,16,auto]
        (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT B [GUARD]` is the
@@ -55,7 +61,10 @@ def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterab
     return [BODY]
 
 
-def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Callable[[int], None]:
+def _harness(
+    kind: str, slot_kind: str, batch: int, guard: str = "off", parser: str = "auto",
+    unique: bool = False,
+) -> Callable[[int], None]:  # fmt: skip
     """A worker holding one end of a socketpair; the returned function sends it ``n`` requests
     one at a time and reads each response, flushing the slot every ``batch`` requests (0: as
     the worker loop does, ``publish`` after each)."""
@@ -71,7 +80,9 @@ def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Calla
         install_gc_callbacks(board_slot)  # as in a corral worker
         slot = board_slot
     limits = (1 << 40, "uss", 0) if guard != "off" else (0, "uss", 0)  # never over 1 TiB
-    settings = dataclasses.replace(worker_settings(config.defaults()), memory_limits=limits)
+    settings = worker_settings(config.defaults())
+    native_head = settings.native_head if parser == "auto" else parser == "native"
+    settings = dataclasses.replace(settings, memory_limits=limits, native_head=native_head)
     worker = WorkerLoop(hello, [], settings, slot)
     memguard = worker.memguard
     if guard == "idle":
@@ -83,10 +94,15 @@ def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Calla
     conn = worker.conns[a.fileno()]
     b.settimeout(5)
     request = REQUESTS[kind]
+    seq = [0]
 
     def run(n: int) -> None:
         for i in range(n):
-            b.send(request)
+            if unique:  # a head never seen before: the head cache misses
+                seq[0] += 1
+                b.send(request[:-2] + b"X-Seq: %d\r\n\r\n" % seq[0])
+            else:
+                b.send(request)
             worker._on_conn_event(conn, select.EPOLLIN)
             out = b.recv(65536)
             assert i or out.startswith(b"HTTP/1.1 200 OK"), out
@@ -102,8 +118,11 @@ def _harness(kind: str, slot_kind: str, batch: int, guard: str = "off") -> Calla
     return run
 
 
-def drive(n: int, kind: str, slot_kind: str, batch: int, guard: str = "off") -> None:
-    run = _harness(kind, slot_kind, batch, guard)
+def drive(
+    n: int, kind: str, slot_kind: str, batch: int, guard: str = "off", parser: str = "auto",
+    unique: bool = False,
+) -> None:  # fmt: skip
+    run = _harness(kind, slot_kind, batch, guard, parser, unique)
     run(200)  # warm-up requests in both runs, then n
     run(n)
 
@@ -125,11 +144,15 @@ def timed(kind: str, batch: int, rounds: int, n: int) -> tuple[float, float, lis
     return statistics.median(per["null"]), statistics.median(per["scoreboard"]), ratios
 
 
-def count(n: int, kind: str, slot: str, batch: int, guard: str = "off") -> int:
+def count(
+    n: int, kind: str, slot: str, batch: int, guard: str = "off", parser: str = "auto",
+    unique: bool = False,
+) -> int:  # fmt: skip
     with tempfile.NamedTemporaryFile(suffix=".cg") as out:
         run = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}",
-             sys.executable, __file__, "--drive", str(n), kind, slot, str(batch), guard],
+             sys.executable, __file__, "--drive", str(n), kind, slot, str(batch), guard, parser,
+             str(int(unique))],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     match = re.search(r"Collected : (\d+)", run.stderr)
@@ -150,6 +173,8 @@ def main() -> int:
     parser.add_argument("--memguard", default="", help="idle,every: the memory check's cost")
     parser.add_argument("--timed", action="store_true", help="CPU time, not callgrind")
     parser.add_argument("--rounds", type=int, default=21, help="with --timed")
+    parser.add_argument("--http-parser", default="", help="native,python: the head parsers")
+    parser.add_argument("--unique-heads", action="store_true", help="every head differs")
     args = parser.parse_args()
     if args.timed:
         print(f"| requests per flush | NullSlot µs CPU | scoreboard µs CPU | overhead (quartiles) "
@@ -162,11 +187,14 @@ def main() -> int:
         return 0
     if args.drive:
         d = args.drive
-        drive(int(d[0]), d[1], d[2], int(d[3]), d[4] if len(d) > 4 else "off")
+        extra = (d[4] if len(d) > 4 else "off", d[5] if len(d) > 5 else "auto", d[6:7] == ["1"])
+        drive(int(d[0]), d[1], d[2], int(d[3]), *extra)
         return 0
     n = args.requests
     if args.memguard:
         return _memguard_table(n, args.kind, _batches(args.batch)[0][1], args.memguard)
+    if args.http_parser:
+        return _parser_table(n, args.kind, args.http_parser, args.unique_heads)
     rows = []
     for label, batch in _batches(args.batch):
         per = {}
@@ -177,6 +205,18 @@ def main() -> int:
     print("|---:|---:|---:|---:|")
     for label, null, board in rows:
         print(f"| {label} | {null:,} | {board:,} | {board / null - 1:+.1%} |")
+    return 0
+
+
+def _parser_table(n: int, kind: str, parsers: str, unique: bool) -> int:
+    """Instructions per request with each head parser (scoreboard slot, published per request)."""
+    heads = "every head new (cache misses)" if unique else "the same head (cache hits)"
+    print(f"| head parser | instructions per request |  ({kind} request, {heads})")
+    print("|---|---:|")
+    for parser in parsers.split(","):
+        per = (count(n, kind, "scoreboard", 0, "off", parser, unique)
+               - count(0, kind, "scoreboard", 0, "off", parser, unique)) // n  # fmt: skip
+        print(f"| {parser} | {per:,} |", flush=True)
     return 0
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.choices import AccessLogFormat, EventLoop, Interface, Lifespan, LogLevel, WorkerClass
+from corral.choices import (
+    AccessLogFormat,
+    EventLoop,
+    HttpParser,
+    Interface,
+    Lifespan,
+    LogLevel,
+    WorkerClass,
+)
 from corral.http.proxyproto import ProxyMode
 from corral.memory.gcpolicy import GcPreset
 from corral.memory.recycle import Metric
@@ -127,6 +135,10 @@ class Settings:
     #: MiB of response bytes a worker may hold for clients that do not read them; past it the
     #: worker stops accepting and starting new requests until they drain (0 = no limit).
     max_pending_response_mib: int
+    #: Request-head parser: native is llhttp and the field split in C (built with corral when a
+    #: C compiler is there), python the same llhttp through httptools; both give the same
+    #: verdicts. auto takes native when it was built.
+    http_parser: HttpParser
     #: Access log format: off, common or combined.
     access_log: AccessLogFormat
     #: A worker whose heartbeat or current request is older than this gets its stack dumped

@@ -69,3 +69,11 @@ class Lifespan(StrEnum):
     AUTO = "auto"  # run it; an app that does not support it is served without it
     ON = "on"  # run it; an app that fails or refuses it does not boot
     OFF = "off"  # never send lifespan events
+
+
+class HttpParser(StrEnum):
+    """Which request-head parser the workers use (corral.http.native)."""
+
+    AUTO = "auto"  # the native (C) one when it was built, else the pure-Python one
+    NATIVE = "native"  # the C one; an error at start-up when it was not built
+    PYTHON = "python"  # httptools' llhttp and the field split in Python (the reference)

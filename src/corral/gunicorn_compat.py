@@ -272,7 +272,6 @@ NOT_SUPPORTED: dict[str, tuple[Kind, str]] = {
         "corral's ASGI worker tells the app http.disconnect and lets it finish; the graceful "
         "timeout bounds it",
     ),
-    "http_parser": (Kind.IGNORE, "corral always parses with llhttp (httptools) plus its checks"),
     "dirty_apps": (Kind.REFUSE, _DIRTY),
     "dirty_workers": (Kind.REFUSE, _DIRTY),
     "dirty_timeout": (Kind.IGNORE, _DIRTY),

@@ -61,6 +61,14 @@ def _annotation(s: Setting) -> str:
     return s.type.__name__
 
 
+def _import_line(module: str, names: list[str]) -> str:
+    """One ``from`` import, wrapped as ruff formats it when it would pass 100 columns."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= 100:
+        return line
+    return "\n".join([f"from {module} import (", *(f"    {n}," for n in names), ")"])
+
+
 def settings_python() -> str:
     """corral/_settings_gen.py: a frozen dataclass with one typed field per row, in order."""
     imports: dict[str, set[str]] = {}
@@ -81,7 +89,7 @@ def settings_python() -> str:
         "from dataclasses import dataclass",
         "",
     ]
-    out += [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(imports.items())]
+    out += [_import_line(m, sorted(n)) for m, n in sorted(imports.items())]
     out += [
         "",
         "",

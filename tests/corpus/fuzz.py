@@ -41,6 +41,7 @@ from corral.http import (
     Request,
 )
 from tests.corpus.loader import Case, load_cases
+from tests.corpus.parsers import connection
 from tests.corpus.reference import Message, read
 
 REPORTS: list[str] = []  # "fuzz: N cases, K findings" lines, printed by tests/conftest.py
@@ -326,9 +327,10 @@ class _Driver:
         return Verdict(tuple(self.seen), self.status, closed)
 
 
-def feed(chunks: list[bytes], eof: bool) -> Verdict:
-    """corral's verdict on ``chunks`` received in that order (then EOF if ``eof``)."""
-    driver = _Driver()
+def feed(chunks: list[bytes], eof: bool, native_head: bool | None = None) -> Verdict:
+    """corral's verdict on ``chunks`` received in that order (then EOF if ``eof``), with the
+    head parser ``native_head`` names (tests.corpus.parsers; None: the default one)."""
+    driver = _Driver(connection(None, native_head))
     alive = True
     for chunk in chunks:
         driver.conn.receive_data(chunk)
@@ -360,7 +362,7 @@ class Finding:
                 f"{self.detail}\n    raw={m.raw!r}")  # fmt: skip
 
 
-def check(mutant: Mutant) -> list[Finding]:
+def check(mutant: Mutant, native_head: bool | None = None) -> list[Finding]:
     """Every finding for one mutant (empty: it behaved)."""
     rng = random.Random(mutant.index)
     raw = mutant.raw
@@ -370,7 +372,7 @@ def check(mutant: Mutant) -> list[Finding]:
     verdicts = []
     for chunks in feeds:
         try:
-            verdicts.append(feed(chunks, mutant.eof))
+            verdicts.append(feed(chunks, mutant.eof, native_head))
         except Exception as exc:  # the oracle's point: anything but ProtocolError
             return [Finding(mutant, "exception", f"{type(exc).__name__}: {exc}")]
     whole = verdicts[0]
@@ -402,12 +404,12 @@ def _same(seen: Seen, ref: Message) -> bool:
     return ref.body.startswith(seen.body)
 
 
-def run(n: int, seed: int) -> tuple[int, list[Finding]]:
+def run(n: int, seed: int, native_head: bool | None = None) -> tuple[int, list[Finding]]:
     """Check ``n`` mutants of ``seed``; (cases run, findings)."""
     findings: list[Finding] = []
     count = 0
     for mutant in cases(n, seed):
-        findings += check(mutant)
+        findings += check(mutant, native_head)
         count += 1
     return count, findings
 

@@ -13,12 +13,12 @@ from corral.http import (
     CLOSED,
     NEED_DATA,
     PAUSED,
-    Connection,
     Data,
     Limits,
     ProtocolError,
     Request,
 )
+from tests.corpus.parsers import connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +31,8 @@ class Outcome:
 
 
 class _Server:
-    def __init__(self, limits: Limits) -> None:
-        self.conn = Connection(limits)
+    def __init__(self, limits: Limits, native_head: bool | None) -> None:
+        self.conn = connection(limits, native_head)
         self.out = bytearray()
         self.requests = 0
         self.body_bytes = 0
@@ -71,9 +71,12 @@ class _Server:
         return conn.start_next_cycle()
 
 
-def replay(chunks: list[bytes], eof: bool, limits: Limits | None = None) -> Outcome:
-    """Feed ``chunks`` one at a time (then EOF if ``eof``) and report what a client sees."""
-    server = _Server(limits or Limits())
+def replay(
+    chunks: list[bytes], eof: bool, limits: Limits | None = None, native_head: bool | None = None
+) -> Outcome:
+    """Feed ``chunks`` one at a time (then EOF if ``eof``) and report what a client sees;
+    ``native_head`` names the head parser (tests.corpus.parsers), None: the default one."""
+    server = _Server(limits or Limits(), native_head)
     alive = True
     for chunk in chunks:
         server.conn.receive_data(chunk)

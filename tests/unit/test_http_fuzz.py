@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.corpus import fuzz
+from tests.corpus.parsers import PARSER_IDS, PARSERS, require
 from tests.corpus.reference import Message, read
 
 SEED = 20261203
@@ -17,9 +18,15 @@ CASES = 4000
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_fuzz_sans_io_finds_nothing() -> None:
-    count, findings = fuzz.run(CASES, SEED)
-    fuzz.REPORTS.append(f"fuzz (sans-IO, seed {SEED}): {count} cases, {len(findings)} findings")
+@pytest.mark.parametrize("native_head", PARSERS, ids=PARSER_IDS)
+def test_fuzz_sans_io_finds_nothing(native_head: bool) -> None:
+    require(native_head)
+    count, findings = fuzz.run(CASES, SEED, native_head)
+    parser = PARSER_IDS[PARSERS.index(native_head)]
+    fuzz.REPORTS.append(
+        f"fuzz (sans-IO, {parser} head parser, seed {SEED}): {count} cases, "
+        f"{len(findings)} findings"
+    )
     assert count == CASES
     assert not findings, "\n".join(f.describe() for f in findings[:10])
 
@@ -87,15 +94,15 @@ def test_a_misread_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_split_dependence_and_crashes_are_findings(monkeypatch: pytest.MonkeyPatch) -> None:
     real = fuzz.feed
 
-    def flaky(chunks: list[bytes], eof: bool) -> fuzz.Verdict:
+    def flaky(chunks: list[bytes], eof: bool, native_head: bool | None = None) -> fuzz.Verdict:
         """Fails only when the bytes come in pieces: a split-dependent verdict."""
-        v = real(chunks, eof)
+        v = real(chunks, eof, native_head)
         return fuzz.Verdict(v.requests, 400 if len(chunks) > 1 else None, v.closed)
 
     monkeypatch.setattr(fuzz, "feed", flaky)
     assert [f.kind for f in fuzz.check(_mutant(VALID))] == ["split"]
 
-    def crash(chunks: list[bytes], eof: bool) -> fuzz.Verdict:
+    def crash(chunks: list[bytes], eof: bool, native_head: bool | None = None) -> fuzz.Verdict:
         raise IndexError("bytearray index out of range")
 
     monkeypatch.setattr(fuzz, "feed", crash)

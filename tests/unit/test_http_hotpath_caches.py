@@ -28,6 +28,7 @@ from corral.http import (
     connection,
     writer,
 )
+from corral.http.headfields import PythonHead
 from corral.wsgi import environ as wsgi_environ
 from tests.corpus import Case, load_cases
 from tests.corpus.replay import replay
@@ -83,16 +84,18 @@ def _cycle(conn: Connection, raw: bytes) -> Request:
 def test_parser_is_reused_only_after_bodiless_heads() -> None:
     # Heads never seen before (a seen head is a cache hit and llhttp is not asked again).
     unique = b"X-Test: %d\r\n" % id(object())
-    conn = Connection()
+    conn = Connection(native_head=False)  # the Python parser keeps one llhttp parser
+    head = conn._head
+    assert isinstance(head, PythonHead)
     _cycle(conn, b"GET /1 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
-    parser = conn._parser
+    parser = head._parser
     assert parser is not None
     _cycle(conn, b"GET /2 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
-    assert conn._parser is parser
+    assert head._parser is parser
     _cycle(conn, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n" + unique + b"\r\nab")
-    assert conn._parser is None  # llhttp would take the next head for body bytes
+    assert head._parser is None  # llhttp would take the next head for body bytes
     _cycle(conn, b"GET /3 HTTP/1.1\r\nHost: x\r\n" + unique + b"\r\n")
-    assert conn._parser is not None
+    assert head._parser is not None
 
 
 # ------------------------------------------------------------------ request head cache

@@ -6,18 +6,22 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.http import CLOSED, NEED_DATA, PAUSED, Connection, Data, EndOfMessage, Limits, Request
+from corral.http import CLOSED, NEED_DATA, PAUSED, Data, EndOfMessage, Limits, Request
 from corral.http.events import Event
 from tests.corpus import load_cases
+from tests.corpus.parsers import PARSER_IDS, PARSERS, connection, require
 from tests.corpus.replay import Outcome, replay
 
 VALID = [case.raw for case in load_cases() if case.expect_status is None]
 ALL = [case.raw for case in load_cases()]
 TOKEN_CHARS = "!#$%&'*+-.^`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# every property holds with each head parser (tests.corpus.parsers)
+both_parsers = pytest.mark.parametrize("native_head", PARSERS, ids=PARSER_IDS)
 
 
 def split(raw: bytes, cuts: list[int]) -> list[bytes]:
@@ -46,28 +50,38 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
+@both_parsers
 @SETTINGS
 @given(st.lists(st.binary(max_size=64), max_size=8), st.booleans())
-def test_arbitrary_bytes_only_raise_protocol_error(chunks: list[bytes], eof: bool) -> None:
-    replay(chunks, eof)  # replay catches ProtocolError only; anything else fails the test
+def test_arbitrary_bytes_only_raise_protocol_error(
+    native_head: bool, chunks: list[bytes], eof: bool
+) -> None:
+    require(native_head)
+    # replay catches ProtocolError only; anything else fails the test
+    replay(chunks, eof, None, native_head)
 
 
+@both_parsers
 @SETTINGS
 @given(mutated(), st.lists(st.integers(0, 10_000), max_size=6), st.booleans())
 def test_mutated_requests_same_outcome_for_any_split(
-    raw: bytes, cuts: list[int], eof: bool
+    native_head: bool, raw: bytes, cuts: list[int], eof: bool
 ) -> None:
-    whole = replay([raw], eof)
-    assert outcome(replay(split(raw, cuts), eof)) == outcome(whole)
-    assert outcome(replay([raw[i : i + 1] for i in range(len(raw))], eof)) == outcome(whole)
+    require(native_head)
+    whole = replay([raw], eof, None, native_head)
+    assert outcome(replay(split(raw, cuts), eof, None, native_head)) == outcome(whole)
+    by_byte = [raw[i : i + 1] for i in range(len(raw))]
+    assert outcome(replay(by_byte, eof, None, native_head)) == outcome(whole)
 
 
+@both_parsers
 @SETTINGS
 @given(st.sampled_from(VALID), st.lists(st.integers(0, 10_000), max_size=6))
-def test_valid_corpus_any_split(raw: bytes, cuts: list[int]) -> None:
-    whole = replay([raw], False)
+def test_valid_corpus_any_split(native_head: bool, raw: bytes, cuts: list[int]) -> None:
+    require(native_head)
+    whole = replay([raw], False, None, native_head)
     assert whole.status is None
-    assert outcome(replay(split(raw, cuts), False)) == outcome(whole)
+    assert outcome(replay(split(raw, cuts), False, None, native_head)) == outcome(whole)
 
 
 token = st.text(TOKEN_CHARS, min_size=1, max_size=12).map(str.encode)
@@ -126,8 +140,8 @@ def requests(draw: st.DrawFn) -> tuple[bytes, Request, bytes]:
 _RESERVED = {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"}
 
 
-def parse_all(chunks: list[bytes]) -> list[Event]:
-    conn = Connection()
+def parse_all(chunks: list[bytes], native_head: bool | None = None) -> list[Event]:
+    conn = connection(None, native_head)
     out: list[Event] = []
     for chunk in chunks:
         conn.receive_data(chunk)
@@ -136,12 +150,16 @@ def parse_all(chunks: list[bytes]) -> list[Event]:
     return out
 
 
+@both_parsers
 @SETTINGS
 @given(requests(), st.lists(st.integers(0, 10_000), max_size=8))
-def test_valid_requests_round_trip(req: tuple[bytes, Request, bytes], cuts: list[int]) -> None:
+def test_valid_requests_round_trip(
+    native_head: bool, req: tuple[bytes, Request, bytes], cuts: list[int]
+) -> None:
+    require(native_head)
     raw, expected, body = req
     for chunks in ([raw], split(raw, cuts)):
-        events = parse_all(chunks)
+        events = parse_all(chunks, native_head)
         got = events[0]
         assert isinstance(got, Request)
         assert replace(got, dropped_headers=[]) == expected
@@ -160,11 +178,16 @@ TIGHT = Limits(
 )
 
 
+@both_parsers
 @SETTINGS
 @given(mutated(), st.lists(st.integers(0, 10_000), max_size=6), st.booleans())
-def test_tight_limits_same_outcome_for_any_split(raw: bytes, cuts: list[int], eof: bool) -> None:
+def test_tight_limits_same_outcome_for_any_split(
+    native_head: bool, raw: bytes, cuts: list[int], eof: bool
+) -> None:
     # Small limits push most heads through the exact line scanner instead of the quick
     # check; both must agree, whatever the split.
-    whole = replay([raw], eof, TIGHT)
-    assert outcome(replay(split(raw, cuts), eof, TIGHT)) == outcome(whole)
-    assert outcome(replay([raw[i : i + 1] for i in range(len(raw))], eof, TIGHT)) == outcome(whole)
+    require(native_head)
+    whole = replay([raw], eof, TIGHT, native_head)
+    assert outcome(replay(split(raw, cuts), eof, TIGHT, native_head)) == outcome(whole)
+    by_byte = [raw[i : i + 1] for i in range(len(raw))]
+    assert outcome(replay(by_byte, eof, TIGHT, native_head)) == outcome(whole)

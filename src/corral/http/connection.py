@@ -22,21 +22,19 @@ refused once it passes its limit (414/431) instead of being buffered, and a bare
 refused at once. Both paths raise the same errors in the same order, so the outcome does not
 depend on how the bytes were split.
 
-llhttp (httptools) then checks the field-line syntax in C (token names, no space before the
-colon, no obs-fold, no CTL/NUL, CRLF only) with no Python callbacks; the validated field lines
-are then split with ``bytes.split``/``partition`` (cheaper than a callback per field). llhttp
-only ever sees heads: bodies are framed in Python (Content-Length by slicing, chunked by
-``ChunkedDecoder``), so a body can never run into the next pipelined request and llhttp never
-parses bytes that belong to a later cycle. A connection keeps its parser across bodiless
-keep-alive heads (building one costs more than parsing a short head); any error from a reused
-parser is re-checked by a fresh one, so verdicts never depend on earlier requests. Semantic
-checks llhttp does not make live in ``checks.py``.
+A head parser (``headfields.HeadParser``, one per connection) then gives llhttp's verdict on
+the head and splits its field lines: ``headfields.PythonHead`` (httptools) or the optional C
+``native.NativeHead``, chosen by the ``http_parser`` setting, with the same fields and the same
+errors for every head. llhttp only ever sees heads: bodies are framed in Python (Content-Length
+by slicing, chunked by ``ChunkedDecoder``), so a body can never run into the next pipelined
+request. Semantic checks llhttp does not make live in ``checks.py``.
 
 Response side: ``send_response``/``send_data``/``send_eom`` return the bytes to write; the
 framing is decided once by ``writer.build_head``.
 
 Documented choices (docs/http.md): any token is a method and reaches the app (RFC 9110
-§9.1; llhttp's fixed list is worked around in ``_validate_head``); duplicate Content-Length
+§9.1; llhttp's fixed list is worked around in ``headfields.PythonHead.validate`` and its C
+twin); duplicate Content-Length
 (even identical) -> 400; a repeated ``SINGLETON_FIELDS`` field -> 400, other repeated fields
 are joined; ``Transfer-Encoding`` whose final coding is not chunked (e.g. ``gzip`` alone) ->
 400 (RFC 9112 §6.3 MUST), chunked after another coding -> 501; ``Upgrade`` is ignored (RFC
@@ -53,9 +51,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import httptools
-
-from corral.http import checks, writer
+from corral.http import checks, native, writer
 from corral.http.chunked import ChunkedDecoder, take
 from corral.http.events import (
     CLOSED,
@@ -68,38 +64,12 @@ from corral.http.events import (
     Request,
     Sentinel,
 )
+from corral.http.headfields import SINGLETON_FIELDS, Fields
 from corral.http.limits import Limits
 
+__all__ = ["SINGLETON_FIELDS", "Connection"]  # SINGLETON_FIELDS lives in headfields.py now
+
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _DONE, _DISCARD, _CLOSED, _ERROR = range(7)
-# Fields whose value is one item, not a #list (RFC 9110 §5.3: a sender MUST NOT repeat them),
-# and for which a recipient that picks the first, the last or the joined value decides what
-# the request means: credentials, the identity of the target or origin, how to read the body,
-# conditions and ranges. Two of them in one request are refused (400) instead of joined, so
-# that no component behind corral (the app, a library, a cache) can read a different request
-# than another. Host and Content-Length are refused by their own rules (RFC 9112 §3.2, §6.3).
-# Every other repeated field is joined with ", " (Cookie with "; ") as RFC 9110 §5.3 allows:
-# list fields (Accept*, Cache-Control, Forwarded, X-Forwarded-For, If-Match, Via, ...) mean
-# the same joined, and the informational singletons (User-Agent, From, Date) decide nothing.
-# docs/http.md carries the same table with the reasons.
-SINGLETON_FIELDS: Final = frozenset(
-    {
-        b"authorization",  # RFC 9110 §11.6.2 credentials
-        b"proxy-authorization",  # RFC 9110 §11.7.2
-        b"content-type",  # RFC 9110 §8.3 media-type: how the body is parsed
-        b"content-range",  # RFC 9110 §14.4: which part of a resource a PUT replaces
-        b"origin",  # RFC 6454 §7.3 "MUST NOT include more than one": CSRF/CORS checks
-        b"referer",  # RFC 9110 §10.1.3 one URI: CSRF checks read it
-        b"range",  # RFC 9110 §14.2 ranges-specifier (one unit, its list inside one value)
-        b"if-range",  # RFC 9110 §13.1.5 one entity-tag or date
-        b"if-modified-since",  # RFC 9110 §13.1.3 HTTP-date
-        b"if-unmodified-since",  # RFC 9110 §13.1.4 HTTP-date
-        b"max-forwards",  # RFC 9110 §7.6.2 one integer (TRACE/OPTIONS hop count)
-    }
-)
-_SPECIAL: Final = (
-    frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
-    | SINGLETON_FIELDS
-)
 _MAX_EMPTY_LINES: Final = 8
 _DEFAULT_LIMITS: Final = Limits()
 _TOKEN_START: Final = frozenset(
@@ -119,48 +89,14 @@ _HEAD_CACHE_MAX: Final = 256
 _HEAD_CACHE_BYTES: Final = 2048
 
 
-class _NoCallbacks:
-    """llhttp only validates the head; fields are split in Python afterwards (faster than a
-    Python callback per field). Stateless, so one instance serves every parser."""
-
-    __slots__ = ()
-
-
-_QUIET: Final = _NoCallbacks()
-
-
-class _Fields:
-    """Field lines of a head that llhttp validated: name lower-cased, value OWS-stripped."""
-
-    __slots__ = ("dropped", "headers", "special")
-
-    def __init__(self, block: bytes) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.special: list[tuple[bytes, bytes]] = []
-        self.dropped: list[bytes] = []
-        if block:
-            self._split(block)
-
-    def _split(self, block: bytes) -> None:
-        # llhttp guaranteed: token ":" OWS value OWS, CRLF-separated, no obs-fold.
-        headers = self.headers
-        for line in block.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            name = name.lower()
-            value = value.strip(b" \t")
-            if name in _SPECIAL:
-                self.special.append((name, value))
-            elif b"_" in name:  # would collide with "-" in the WSGI environ (HTTP_X_Y)
-                self.dropped.append(name)
-                continue
-            headers.append((name, value))
-
-
 class Connection:
     """One HTTP/1.1 server connection (see the module docstring for the state machine)."""
 
-    def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = _DEFAULT_LIMITS, native_head: bool | None = None) -> None:
+        """``native_head``: the C head parser (True), the Python one (False), or the C one
+        when it was built (None, ``http_parser = auto``)."""
         self._limits = limits
+        self._head = native.head_parser(native.AVAILABLE if native_head is None else native_head)
         self._buf = bytearray()
         self._received = 0  # bytes passed to receive_data since take_received
         self._eof = False
@@ -170,7 +106,6 @@ class Connection:
         self._body_left = 0  # Content-Length bytes not yet returned (or to discard)
         self._chunked: ChunkedDecoder | None = None
         self._close_after = False
-        self._parser: httptools.HttpRequestParser | None = None  # see _validate_head
         heads = _HEADS.get(limits)
         if heads is None:
             heads = _HEADS[limits] = {}
@@ -394,10 +329,9 @@ class Connection:
         if request is None:  # not seen before: every check runs (see _HEADS)
             first = head.find(b"\r\n")
             rl = checks.parse_request_line(head[:first])
-            self._validate_head(head, rl.method)
-            request = self._build_request(rl, _Fields(head[first + 2 : -4]))
+            request = self._build_request(rl, self._head.fields(head, rl.method))
             if request.chunked or request.content_length or not request.keep_alive:
-                self._parser = None  # llhttp now waits for a body (or is closed): not reusable
+                self._head.body_follows()
             if len(head) <= _HEAD_CACHE_BYTES:
                 heads = self._heads
                 if len(heads) >= _HEAD_CACHE_MAX:
@@ -412,46 +346,7 @@ class Connection:
             self._state = _BODY_LENGTH
         return request
 
-    def _validate_head(self, head: bytes, method: bytes) -> None:
-        """llhttp's verdict on ``head``, always the one a fresh parser would give.
-
-        A parser that last saw a complete bodiless keep-alive head is back at the start of a
-        message, so it is kept and fed the next head (saves building one per request). If it
-        objects to anything, a fresh parser decides instead, so the error raised (and whether
-        there is one) never depends on what the connection saw before.
-
-        llhttp knows a fixed list of methods and refuses the rest, but RFC 9110 §9.1 makes
-        methods extensible: any token (``parse_request_line`` checked that) is the app's to
-        answer, 501 included. So when llhttp refuses a head whose method it may not know, the
-        same head with the method replaced by ``GET`` decides: llhttp's checks of everything
-        but the method (target, version, every field line) still make the verdict.
-        """
-        parser = self._parser
-        if parser is not None:
-            try:
-                parser.feed_data(head)
-                return
-            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-                pass  # let a fresh parser give the verdict
-        try:
-            self._fresh_parse(head)
-        except httptools.HttpParserError as exc:
-            if method == b"GET":
-                raise ProtocolError(400, f"malformed request head: {exc}") from exc
-            try:
-                self._fresh_parse(b"GET" + head[len(method) :])
-            except httptools.HttpParserError as exc2:
-                raise ProtocolError(400, f"malformed request head: {exc2}") from exc2
-
-    def _fresh_parse(self, head: bytes) -> None:
-        parser = self._parser = httptools.HttpRequestParser(_QUIET)
-        try:
-            parser.feed_data(head)
-        except httptools.HttpParserUpgrade:
-            self._parser = None  # paused by llhttp: not reusable
-            # Upgrade is ignored (RFC 9110 §7.8); the head itself parsed fine
-
-    def _build_request(self, rl: checks.RequestLine, fields: _Fields) -> Request:
+    def _build_request(self, rl: checks.RequestLine, fields: Fields) -> Request:
         http11 = rl.version == "1.1"
         hosts: list[bytes] = []
         length: int | None = None
@@ -459,7 +354,8 @@ class Connection:
         conn: list[bytes] = []
         expect: list[bytes] = []
         singles: list[bytes] | None = None
-        for name, value in fields.special:
+        headers, special, dropped = fields
+        for name, value in special:
             if name == b"host":
                 hosts.append(value)
             elif name == b"content-length":
@@ -487,14 +383,14 @@ class Connection:
             rl.path,
             rl.query,
             rl.version,
-            fields.headers,
+            headers,
             rl.host if rl.host is not None else host,  # host
             keep_alive,
             None if chunked else length,  # content_length
             chunked,
             expect_continue,
             rl.scheme,
-            fields.dropped,  # dropped_headers
+            dropped,  # dropped_headers
         )
 
     # ------------------------------------------------------------------ cycle control

@@ -10,7 +10,7 @@ import ssl
 
 from corral.choices import AccessLogFormat
 from corral.config import Config
-from corral.http import Limits
+from corral.http import Limits, native
 from corral.http.forwarded import TrustedProxies
 from corral.worker.settings import WorkerSettings
 
@@ -77,6 +77,7 @@ def worker_settings(cfg: Config, tls: ssl.SSLContext | None = None) -> WorkerSet
         proxy_protocol=cfg.proxy_protocol,
         proxy_allow=TrustedProxies(cfg.proxy_allow_ips),
         tls=tls,
+        native_head=native.use_native(cfg.http_parser),
     )
 
 

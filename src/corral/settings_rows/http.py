@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from corral.choices import AccessLogFormat
+from corral.choices import AccessLogFormat, HttpParser
+from corral.http.native import check_choice
 from corral.settings_core import Setting, _non_negative, _positive
 
 S = Setting
@@ -108,6 +109,16 @@ ROWS: tuple[Setting, ...] = (
         "MiB of response bytes a worker may hold for clients that do not read them; past it "
         "the worker stops accepting and starting new requests until they drain (0 = no limit).",
         validator=_non_negative,
+        section="http",
+    ),
+    S(
+        "http_parser",
+        HttpParser,
+        HttpParser.AUTO,
+        "Request-head parser: native is llhttp and the field split in C (built with corral "
+        "when a C compiler is there), python the same llhttp through httptools; both give the "
+        "same verdicts. auto takes native when it was built.",
+        validator=check_choice,
         section="http",
     ),
     S(

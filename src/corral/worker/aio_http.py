@@ -112,7 +112,7 @@ class HttpProtocol(asyncio.Protocol):
         self.preread = preread  # bytes read with the PROXY check that belong to the request
         self.trusted = shared.settings.forwarded_allow.trusts(peer)
         self.settings = shared.settings
-        self.proto = Connection(shared.settings.limits)
+        self.proto = Connection(shared.settings.limits, shared.settings.native_head)
         self.transport: asyncio.Transport | None = None
         self.state = IDLE
         self.deadline = _INF

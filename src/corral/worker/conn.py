@@ -160,7 +160,7 @@ def accepted(
         multithread=settings.threads > 1,
         file_wrapper=FileWrapper,
     )
-    conn = Conn(sock, Connection(settings.limits), base, remote_addr)
+    conn = Conn(sock, Connection(settings.limits, settings.native_head), base, remote_addr)
     conn.peer, conn.trusted, conn.sendfile = peer, settings.forwarded_allow.trusts(peer), not tls
     if preface is not None:
         preface.on_header = client_from(conn)

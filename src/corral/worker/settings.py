@@ -67,6 +67,7 @@ class WorkerSettings:
     proxy_protocol: ProxyMode  # the PROXY header expected from proxy_allow peers
     proxy_allow: TrustedProxies
     tls: ssl.SSLContext | None  # this generation's context (corral.tlsconfig); None = plain
+    native_head: bool  # the request-head parser: the C one, else Python (corral.http.native)
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 256:
