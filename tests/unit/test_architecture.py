@@ -170,3 +170,20 @@ def test_mypy_is_strict_over_the_code_and_the_tests() -> None:
     # missing hints are waived per module ([[tool.mypy.overrides]]), never for everything
     assert "ignore_missing_imports" not in mypy
     assert all(o.get("module") for o in mypy.get("overrides", []))
+
+
+# Class names used in two modules that a reader would not mistake for each other (bench's client
+# side against the server's, gunicorn's hook-facing objects). Fleet and Worker are not here: they
+# named four different things once (issue 10); nothing new joins this list without a reason.
+SHARED_CLASS_NAMES = {"Lifespan", "Server", "Request", "_Parser", "Target", "Head", "Conn", "Plan"}
+
+
+def test_no_two_classes_share_a_name() -> None:
+    where: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where.setdefault(node.name, []).append(path.relative_to(SRC).as_posix())
+    shared = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not {n: p for n, p in shared.items() if n not in SHARED_CLASS_NAMES}, shared
+    assert set(shared) <= SHARED_CLASS_NAMES

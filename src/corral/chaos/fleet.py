@@ -199,7 +199,7 @@ class Drill:
 
 
 @dataclass
-class Fleet:
+class HostFleet:
     """The hosts, the balancer (may be None), options, and the session's deadline."""
 
     hosts: list[Host]
@@ -252,11 +252,11 @@ class Fleet:
         self.stopped.clear()
 
 
-def _at(f: Fleet, begin: float) -> str:
+def _at(f: HostFleet, begin: float) -> str:
     return f"+{time.monotonic() - begin:.1f} s"
 
 
-def roll_restart(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
+def roll_restart(f: HostFleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     """TERM each host in turn, wait for it to exit, start it again, wait until it is back."""
     d = Drill(allowed=0)
     f.pause_until(start)
@@ -272,7 +272,7 @@ def roll_restart(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Dril
     return d
 
 
-def roll_hup(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
+def roll_hup(f: HostFleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     """HUP each host in turn; wait until its old workers are all replaced."""
     d = Drill(allowed=0)
     f.pause_until(start)
@@ -292,7 +292,7 @@ def roll_hup(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     return d
 
 
-def kill_host(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
+def kill_host(f: HostFleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     """SIGKILL one host's master and workers at once; start it again at the phase's end."""
     f.pause_until(start)
     host = f.victim()
@@ -313,7 +313,7 @@ def kill_host(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     return d
 
 
-def stop_host(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
+def stop_host(f: HostFleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     """SIGSTOP one host's master and workers for a while, then SIGCONT."""
     f.pause_until(start)
     host = f.victim()
@@ -329,7 +329,7 @@ def stop_host(f: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     return d
 
 
-DRILLS: dict[str, Callable[[Fleet, ScenarioSpec, float, float], Drill]] = {
+DRILLS: dict[str, Callable[[HostFleet, ScenarioSpec, float, float], Drill]] = {
     "roll-restart": roll_restart,
     "roll-hup": roll_hup,
     "kill-host": kill_host,

@@ -33,8 +33,8 @@ from corral.chaos.cli import (
     _Usage,
 )
 from corral.chaos.fleet import (
-    Fleet,
     Host,
+    HostFleet,
     attach_hosts,
     host_command,
     parse_fleet_scenario,
@@ -161,7 +161,7 @@ def hosts_for(opts: argparse.Namespace, problems: list[str]) -> Iterator[list[Ho
             problems += stop_hosts(hosts)
 
 
-def wait_balancer(url: str, fleet: Fleet, deadline: float) -> None:
+def wait_balancer(url: str, fleet: HostFleet, deadline: float) -> None:
     """Until the balancer answers 2xx and (HAProxy) calls every host UP."""
     parts = urlsplit(url)
     while True:
@@ -225,7 +225,7 @@ def _session(
             Path(opts.hosts_file).write_text("".join(f"{h.addr}\n" for h in hosts))
         say(f"hosts up: {', '.join(h.addr for h in hosts)}")
         total = max_time(opts, len(specs), len(hosts))
-        fleet = Fleet(
+        fleet = HostFleet(
             hosts,
             _balancer(opts),
             opts.host_gap_s,

@@ -40,7 +40,7 @@ from corral.chaos.balancer import (
     server_failures,
     windows_from_log,
 )
-from corral.chaos.fleet import DRILLS, Drill, Fleet
+from corral.chaos.fleet import DRILLS, Drill, HostFleet
 from corral.chaos.session import LoadThread
 from corral.chaos.spec import ACT_DELAY_S, PROGRESS, SETTLE_S, ChaosError, ScenarioSpec
 from corral.chaos.verdicts import Expectation, WindowStats, phase_ok, window_stats
@@ -119,7 +119,7 @@ def _snapshot(balancer: Balancer | None, problems: list[str]) -> Counts | None:
 
 
 def run_fleet_phases(
-    fleet: Fleet,
+    fleet: HostFleet,
     load: Load,
     specs: list[ScenarioSpec],
     say: PROGRESS,
@@ -148,7 +148,7 @@ def run_fleet_phases(
     return phases, snaps
 
 
-def _run_drill(fleet: Fleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
+def _run_drill(fleet: HostFleet, spec: ScenarioSpec, start: float, end: float) -> Drill:
     try:
         return DRILLS[spec.name](fleet, spec, start, end)
     except ChaosError as exc:
@@ -158,7 +158,7 @@ def _run_drill(fleet: Fleet, spec: ScenarioSpec, start: float, end: float) -> Dr
 
 
 def balancer_windows(
-    fleet: Fleet,
+    fleet: HostFleet,
     phases: list[FleetPhase],
     snaps: list[Counts | None],
     t0_wall: float,
@@ -269,7 +269,7 @@ def finish_fleet(
 
 
 def run_fleet_session(
-    fleet: Fleet,
+    fleet: HostFleet,
     load: Load,
     specs: list[ScenarioSpec],
     objectives: tuple[Objective, ...],

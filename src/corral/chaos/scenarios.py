@@ -32,6 +32,9 @@ from corral.chaos.target import (
     wait_until,
 )
 from corral.chaos.verdicts import Expectation
+from corral.lifecycle import RecycleReason
+
+MEMORY = RecycleReason.MEMORY
 
 # ------------------------------------------------------------------------ scenarios (impure)
 
@@ -76,7 +79,7 @@ class Session:
         ok = wait_until(self.count_is(n), self.within(seconds))
         return Expectation(f"{n} workers again", ok, f"now {len(self.target.worker_pids())}")
 
-    def recycles(self, reason: str) -> int | None:
+    def recycles(self, reason: RecycleReason) -> int | None:
         doc = self.target.stats()
         return None if doc is None else int(doc["totals"]["recycles"].get(reason, 0))
 
@@ -131,7 +134,7 @@ def run_kill(s: Session, spec: ScenarioSpec, start: float, end: float) -> Facts:
 def run_hang(s: Session, spec: ScenarioSpec, start: float, end: float) -> Facts:
     """SIGSTOP a busy worker; the master must kill and replace it after its timeout."""
     s.pause_until(start)
-    before = s.recycles("timeout")
+    before = s.recycles(RecycleReason.TIMEOUT)
     pid = s.pick_worker()
     if pid is None:
         return Facts(checks=[Expectation("worker to stop", False, "no worker")])
@@ -151,7 +154,7 @@ def run_hang(s: Session, spec: ScenarioSpec, start: float, end: float) -> Facts:
     if gone:
         s.stopped.discard(pid)
     facts.checks.append(s.restored())
-    after = s.recycles("timeout")
+    after = s.recycles(RecycleReason.TIMEOUT)
     if before is not None and after is not None:
         facts.checks.append(Expectation("timeout recycle", after > before, f"+{after - before}"))
     return facts
@@ -184,7 +187,7 @@ def bloat_url(s: Session) -> str:
 def run_bloat(s: Session, spec: ScenarioSpec, start: float, end: float) -> Facts:
     """Grow a worker past the memory limit; a 'memory' recycle must follow, 0 errors."""
     s.pause_until(start)
-    before = s.recycles("memory")
+    before = s.recycles(MEMORY)
     if before is None:
         return Facts(checks=[Expectation("memory recycle", False, "no /stats to verify with")])
     url = bloat_url(s)
@@ -193,10 +196,10 @@ def run_bloat(s: Session, spec: ScenarioSpec, start: float, end: float) -> Facts
     recycled = False
     while not recycled and time.monotonic() < deadline and len(statuses) < 10:
         statuses.append(http_get(url, DEFAULT_REQUEST_TIMEOUT_S))
-        recycled = wait_until(lambda: (s.recycles("memory") or 0) > before, s.within(3.0))
+        recycled = wait_until(lambda: (s.recycles(MEMORY) or 0) > before, s.within(3.0))
     facts = Facts(allowed=0, notes=[f"GET {url} x{len(statuses)}: {statuses}"])
     facts.checks.append(Expectation("bloat request answered", 200 in statuses, str(statuses)))
-    delta = (s.recycles("memory") or before) - before
+    delta = (s.recycles(RecycleReason.MEMORY) or before) - before
     facts.checks.append(Expectation("memory recycle", recycled, f"+{delta}"))
     facts.checks.append(s.restored())
     return facts
