@@ -548,12 +548,12 @@ def callgrind_run(name: str, n: int, log: Path, app: str, path: str) -> tuple[in
 
 
 def instructions_per_request(
-    name: str, requests: int, log: Path, app: str = HELLO, path: str = "/"
+    name: str, requests: int, log: Path, app: str = HELLO, path: str = "/", warm: int = CG_WARM
 ) -> float:
-    """(instructions with CG_WARM + ``requests`` requests - with CG_WARM) / ``requests``, on 1
+    """(instructions with ``warm`` + ``requests`` requests - with ``warm``) / ``requests``, on 1
     worker; NaN when the two runs did not write the same number of files (a process killed)."""
-    base, base_files = callgrind_run(name, CG_WARM, log, app, path)
-    full, full_files = callgrind_run(name, CG_WARM + requests, log, app, path)
+    base, base_files = callgrind_run(name, warm, log, app, path)
+    full, full_files = callgrind_run(name, warm + requests, log, app, path)
     if base_files != full_files or not base_files:
         print(f"{name}: {base_files} and {full_files} callgrind files; no count", flush=True)
         return float("nan")
