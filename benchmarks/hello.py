@@ -73,6 +73,7 @@ HELLO = "hello_app:app"
 CG_WARM = 200  # keep-alive requests in both callgrind runs; the second adds --instructions N
 CG_START_DEADLINE_S = 300.0  # a server starting under callgrind runs some 50x slower
 CG_STOP_DEADLINE_S = 120.0  # ... and writes one counts file per process on the way out
+CG_RETERM_S = 15.0  # TERM again to what is still there after this long (see stop_and_drain)
 
 # ---------------------------------------------------------------------------------------------
 # Starting and stopping servers
@@ -519,11 +520,14 @@ def stop_and_drain(proc: subprocess.Popen[bytes]) -> None:
     """TERM the session and wait until every process of it has gone (each writes its counts
     file on the way out), then KILL whatever is left after ``CG_STOP_DEADLINE_S``.
 
-    The TERM is repeated every 2 s to the processes still there: under valgrind a forked
-    child of the bare loop on CPython 3.11 was seen to outlive the first one (not understood;
-    a second TERM ended it)."""
+    The TERM is repeated every ``CG_RETERM_S`` to the processes still there: under valgrind a
+    forked child of the bare loop on CPython 3.11 was seen to outlive the first one (not
+    understood; a second TERM ended it). Not sooner: a second TERM while a server is still
+    shutting down changes its exit path, and then the two runs' counts no longer cancel."""
     deadline = time.monotonic() + CG_STOP_DEADLINE_S
-    next_term = 0.0
+    next_term = time.monotonic() + CG_RETERM_S
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     while time.monotonic() < deadline:
         proc.poll()  # reaps the leader; its children are reaped by it or by init
         pids = session_pids(proc.pid)
@@ -533,7 +537,7 @@ def stop_and_drain(proc: subprocess.Popen[bytes]) -> None:
             for pid in pids:  # this session's processes: all started by this script
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-            next_term = time.monotonic() + 2.0
+            next_term = time.monotonic() + CG_RETERM_S
         time.sleep(0.2)  # polling interval, not synchronisation: the deadline bounds it
     stop(proc, grace_s=1.0)
 
