@@ -13,8 +13,16 @@ the session down TERM -> wait -> KILL.
 
 The ``bare`` server is the ceiling for any Python server: N forked processes on one shared
 listener, each an epoll loop that answers every request head it sees with a canned keep-alive
-response, with no parsing, no WSGI and no bookkeeping. It lives in this file
-(``--serve-bare``).
+response, with no parsing, no WSGI and no bookkeeping (``benchmarks/apps/bare_loop.py``).
+
+corral runs twice, as ``corral-native`` and ``corral-pure`` (``--http-parser native|python``),
+when ``corral serve --help`` offers that flag, else once as ``corral``.
+
+``--instructions N`` adds, in the same run, userland instructions per request for every server
+on 1 worker: each is started under callgrind twice, sent 200 keep-alive requests on one
+connection, or 200 + N, and the difference of all its processes' counts is divided by N (see
+benchmarks/instructions.py). The report then opens with a side-by-side table of both figures
+as ratios to corral's.
 
 Note for reading the figures: gunicorn's sync worker does not do keep-alive (it closes after
 every response), so against it wrk pays a TCP handshake per request. That is the sync worker as
@@ -23,8 +31,11 @@ needs a core, so on a 2-core machine the 2-worker figures share CPU with the loa
 
 Usage::
 
-    /tmp/h7venv/bin/python benchmarks/hello.py [--workers 1,2] [--duration 5] [--rounds 3]
-        [--servers corral,gunicorn-sync,...] [--json OUT] [--markdown benchmarks/HELLO.md]
+    /tmp/hot-bench-313/bin/python benchmarks/hello.py [--workers 1,2] [--duration 5]
+        [--rounds 3] [--servers corral,gunicorn-sync,...] [--instructions 2000] [--json OUT]
+        [--markdown benchmarks/HELLO.md]
+
+(a venv with corral and benchmarks/peers.txt installed; callgrind needs ``valgrind``.)
 """
 
 from __future__ import annotations
@@ -34,17 +45,19 @@ import contextlib
 import json
 import os
 import re
-import select
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
+
+from instructions import callgrind_argv, callgrind_total, keepalive
 
 from corral.launch import spawn, stop_group
 
@@ -56,7 +69,11 @@ CONNECTIONS = 16
 START_DEADLINE_S = 30.0
 STOP_GRACE_S = 10.0  # gunicorn's graceful_timeout is 30 s; idle hello servers stop in well under 1
 WARMUP_S = 1.0
-CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\nHello, world!\n"
+HELLO = "hello_app:app"
+CG_WARM = 200  # keep-alive requests in both callgrind runs; the second adds --instructions N
+CG_START_DEADLINE_S = 300.0  # a server starting under callgrind runs some 50x slower
+CG_STOP_DEADLINE_S = 120.0  # ... and writes one counts file per process on the way out
+CG_RETERM_S = 15.0  # TERM again to what is still there after this long (see stop_and_drain)
 
 # ---------------------------------------------------------------------------------------------
 # Starting and stopping servers
@@ -78,6 +95,31 @@ def corral(app: str, port: int, workers: int) -> Launch:
     """corral with its defaults (one thread per worker), logging at warning."""
     argv = [str(BIN / "corral"), "serve", app, "-b", f"127.0.0.1:{port}", "-w", str(workers)]
     return Launch([*argv, "--chdir", str(APPS), "--log-level", "warning"])
+
+
+def corral_with(*flags: str) -> Builder:
+    """corral with extra command-line flags (``--http-parser native``)."""
+
+    def build(app: str, port: int, workers: int) -> Launch:
+        launch = corral(app, port, workers)
+        return Launch([*launch.argv, *flags], launch.env, launch.cwd)
+
+    return build
+
+
+def corral_variants() -> dict[str, Builder]:
+    """``corral-native`` and ``corral-pure`` when ``corral serve --help`` offers
+    ``--http-parser``, else the one ``corral`` (the native parser is not built yet)."""
+    help_text = subprocess.run(
+        [str(BIN / "corral"), "serve", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).stdout  # fmt: skip
+    if "--http-parser" not in help_text:
+        return {"corral": corral}
+    return {
+        "corral-native": corral_with("--http-parser", "native"),
+        "corral-pure": corral_with("--http-parser", "python"),
+    }
 
 
 def gunicorn(worker_class: str, threads: int) -> Builder:
@@ -117,13 +159,11 @@ def granian(app: str, port: int, workers: int) -> Launch:
 
 
 def bare(app: str, port: int, workers: int) -> Launch:
-    """This file's own canned-response loop (the app is ignored)."""
-    return Launch(
-        [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port), str(workers)]
-    )
+    """benchmarks/apps/bare_loop.py, the canned-response loop (the app is ignored)."""
+    return Launch([sys.executable, str(APPS / "bare_loop.py"), str(port), str(workers)])
 
 
-SERVERS: dict[str, Builder] = {
+SERVERS: dict[str, Builder] = {  # corral's entries are replaced by corral_variants() in main
     "corral": corral,
     "gunicorn-sync": gunicorn("sync", 1),
     "gunicorn-gthread": gunicorn("gthread", 4),
@@ -304,13 +344,15 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(name: str, workers: int, duration_s: float, log: Path) -> WrkResult:
+def measure(
+    name: str, workers: int, duration_s: float, log: Path, app: str = HELLO, path: str = "/"
+) -> WrkResult:
     """Start one server, warm it, measure it once (requests and its CPU time), stop it."""
     port = free_port()
-    with running(SERVERS[name]("hello_app:app", port, workers), port, log) as proc:
-        run_wrk(wrk_argv(port, WARMUP_S, 1, CONNECTIONS), timeout_s=30)
+    with running(SERVERS[name](app, port, workers), port, log) as proc:
+        run_wrk(wrk_argv(port, WARMUP_S, 1, CONNECTIONS, path), timeout_s=30)
         cpu_before = session_cpu_s(proc.pid)
-        result, text = run_wrk(wrk_argv(port, duration_s, 1, CONNECTIONS), duration_s + 30)
+        result, text = run_wrk(wrk_argv(port, duration_s, 1, CONNECTIONS, path), duration_s + 30)
         result.server_cpu_s = session_cpu_s(proc.pid) - cpu_before
     with log.open("a") as out:
         out.write(f"--- {name} w={workers}\n{text}\n")
@@ -318,14 +360,20 @@ def measure(name: str, workers: int, duration_s: float, log: Path) -> WrkResult:
 
 
 def run_all(
-    servers: Sequence[str], workers: Sequence[int], rounds: int, duration_s: float, log: Path
+    servers: Sequence[str],
+    workers: Sequence[int],
+    rounds: int,
+    duration_s: float,
+    log: Path,
+    app: str = HELLO,
+    path: str = "/",
 ) -> list[Cell]:
     """Every server at every worker count, ``rounds`` times, round-robin order."""
     cells = {(s, w): Cell(s, w) for w in workers for s in servers}
     for w in workers:
         for r in range(rounds):
             for name in rotated(servers, r):
-                result = measure(name, w, duration_s, log)
+                result = measure(name, w, duration_s, log, app, path)
                 cells[(name, w)].runs.append(result)
                 print(f"w={w} round {r + 1}: {name:17s} {describe(result)}", flush=True)
     return list(cells.values())
@@ -366,7 +414,7 @@ def table(cells: Sequence[Cell]) -> str:
     ]
     for w in sorted({c.workers for c in cells}):
         row = {c.server: c for c in cells if c.workers == w}
-        ref, best_gun = _per_round(row, ["corral"]), _per_round(row, GUNICORNS)
+        ref, best_gun = _per_round(row, [reference(row)]), _per_round(row, GUNICORNS)
         best_gun_cpu = _per_round(row, GUNICORNS, "per_cpu_s")
         for name, c in row.items():
             rps = c.med("rps")
@@ -378,6 +426,49 @@ def table(cells: Sequence[Cell]) -> str:
                 f"| {_fmt_ratio(paired_ratio(c.runs, best_gun_cpu, 'per_cpu_s'))} | {errs} |"
             )
     return "\n".join(lines)
+
+
+PEERS = ("uwsgi", "granian")  # the issue's bar: corral >= 1.5x the better of these per CPU-s
+
+
+def reference(row: Mapping[str, object]) -> str:
+    """The corral the ratios divide by: the native one when there are two."""
+    return next((n for n in ("corral-native", "corral") if n in row), next(iter(row), ""))
+
+
+def side_by_side(cells: Sequence[Cell], instructions: Mapping[str, float]) -> str:
+    """Markdown, one row per server at the lowest worker count: instructions/request and
+    requests per server CPU-second with their ratios (same-round medians for the latter)."""
+    w = min(c.workers for c in cells)
+    row = {c.server: c for c in cells if c.workers == w}
+    ref = reference(row)
+    ref_cpu, peers_cpu = _per_round(row, [ref], "per_cpu_s"), _per_round(row, PEERS, "per_cpu_s")
+    ref_ir = instructions.get(ref, float("nan"))
+    lines = [
+        f"| server ({w} worker{'s' if w > 1 else ''}) | instructions/request | vs {ref} "
+        f"| req per server CPU-s | vs {ref} | {ref} vs it | {ref} vs better of uWSGI/granian "
+        "| req/s | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, c in row.items():
+        ir = instructions.get(name, float("nan"))
+        own = [r.per_cpu_s for r in c.runs]
+        errs = sum(sum(r.errors.values()) + r.non_2xx for r in c.runs)
+        ir_text = f"{ir / 1000:,.1f}k" if ir == ir else "n/a"
+        lines.append(
+            f"| {name} | {ir_text} | {_fmt_ratio(ir / ref_ir)} | {c.med('per_cpu_s'):,.0f} "
+            f"| {_fmt_ratio(paired_ratio(c.runs, ref_cpu, 'per_cpu_s'))} "
+            f"| {_fmt_ratio(_paired(ref_cpu, own))} "
+            f"| {_fmt_ratio(_paired(ref_cpu, peers_cpu)) if name == ref else ''} "
+            f"| {c.med('rps'):,.0f} | {errs} |"
+        )
+    return "\n".join(lines)
+
+
+def _paired(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over rounds of ``num[i] / den[i]``."""
+    ratios = [a / b for a, b in zip(num, den, strict=False) if b > 0]
+    return median(ratios) if ratios else float("nan")
 
 
 def rounds_table(cells: Sequence[Cell]) -> str:
@@ -393,76 +484,93 @@ def rounds_table(cells: Sequence[Cell]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The bare ceiling: forked epoll loops answering every request head with a canned response
+# Instructions per request under callgrind (benchmarks/instructions.py has the theory)
 
 
-def _bare_serve_one(listener: socket.socket) -> None:
-    """One process's loop; runs until SIGTERM."""
-    ep = select.epoll()
-    ep.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-    conns: dict[int, socket.socket] = {}
-    pending: dict[int, bytes] = {}
-    lfd = listener.fileno()
-    while True:
-        for fd, _ in ep.poll():
-            if fd == lfd:
-                _bare_accept(listener, ep, conns)
-            else:
-                _bare_read(fd, ep, conns, pending)
+def session_pids(sid: int) -> list[int]:
+    """The live processes of session ``sid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[-1].split()
+            except OSError:
+                continue
+            if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
+                pids.append(int(entry))
+    return pids
 
 
-def _bare_accept(
-    listener: socket.socket, ep: select.epoll, conns: dict[int, socket.socket]
-) -> None:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return
-    conn.setblocking(False)
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    conns[conn.fileno()] = conn
-    ep.register(conn.fileno(), select.EPOLLIN)
+def wait_listening(proc: subprocess.Popen[bytes], port: int, deadline_s: float) -> None:
+    """Until a TCP connect to ``port`` succeeds (it is closed at once, unused)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it listened")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.2)  # polling interval, not synchronisation: the deadline bounds it
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} within {deadline_s} s")
 
 
-def _bare_read(
-    fd: int, ep: select.epoll, conns: dict[int, socket.socket], pending: dict[int, bytes]
-) -> None:
-    conn = conns[fd]
-    try:
-        data = conn.recv(65536)
-    except BlockingIOError:
-        return
-    except ConnectionError:
-        data = b""  # a reset ends the connection like an EOF
-    if not data:
-        ep.unregister(fd)
-        conns.pop(fd).close()
-        pending.pop(fd, None)
-        return
-    buf = pending.pop(fd, b"") + data
-    heads = buf.count(b"\r\n\r\n")
-    rest = buf.rsplit(b"\r\n\r\n", 1)[-1] if heads else buf
-    if rest:
-        pending[fd] = rest
-    if heads:
-        with contextlib.suppress(OSError):  # a short send would be a bug here; hello fits
-            conn.send(CANNED * heads)
+def stop_and_drain(proc: subprocess.Popen[bytes]) -> None:
+    """TERM the session and wait until every process of it has gone (each writes its counts
+    file on the way out), then KILL whatever is left after ``CG_STOP_DEADLINE_S``.
+
+    The TERM is repeated every ``CG_RETERM_S`` to the processes still there: under valgrind a
+    forked child of the bare loop on CPython 3.11 was seen to outlive the first one (not
+    understood; a second TERM ended it). Not sooner: a second TERM while a server is still
+    shutting down changes its exit path, and then the two runs' counts no longer cancel."""
+    deadline = time.monotonic() + CG_STOP_DEADLINE_S
+    next_term = time.monotonic() + CG_RETERM_S
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    while time.monotonic() < deadline:
+        proc.poll()  # reaps the leader; its children are reaped by it or by init
+        pids = session_pids(proc.pid)
+        if not pids:
+            break
+        if time.monotonic() >= next_term:
+            for pid in pids:  # this session's processes: all started by this script
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            next_term = time.monotonic() + CG_RETERM_S
+        time.sleep(0.2)  # polling interval, not synchronisation: the deadline bounds it
+    stop(proc, grace_s=1.0)
 
 
-def serve_bare(port: int, workers: int) -> None:
-    """Bind, fork ``workers`` loops, wait for them; TERM to the session ends them all."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(2048)
-    listener.setblocking(False)
-    for _ in range(workers):
-        if os.fork() == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _bare_serve_one(listener)
-    with contextlib.suppress(ChildProcessError):
-        while True:
-            os.wait()
+def callgrind_run(name: str, n: int, log: Path, app: str, path: str) -> tuple[int, int]:
+    """One server under callgrind, ``n`` keep-alive requests: its summed instructions and the
+    number of per-process files written."""
+    with tempfile.TemporaryDirectory(prefix="hello-cg-") as out:
+        port = free_port()
+        launch = SERVERS[name](app, port, 1)
+        env = {"PYTHONPATH": str(launch.cwd), "PYTHONHASHSEED": "0", **launch.env}
+        argv = callgrind_argv(launch.argv, out)
+        proc = spawn(argv, log_path=log, env=env, cwd=launch.cwd, ready_pipe=False).proc
+        try:
+            wait_listening(proc, port, CG_START_DEADLINE_S)
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            keepalive(port, n, request, timeout_s=CG_START_DEADLINE_S)
+        finally:
+            stop_and_drain(proc)
+        return callgrind_total(out), len(list(Path(out).glob("cg.*")))
+
+
+def instructions_per_request(
+    name: str, requests: int, log: Path, app: str = HELLO, path: str = "/", warm: int = CG_WARM
+) -> float:
+    """(instructions with ``warm`` + ``requests`` requests - with ``warm``) / ``requests``, on 1
+    worker; NaN when the two runs did not write the same number of files (a process killed)."""
+    base, base_files = callgrind_run(name, warm, log, app, path)
+    full, full_files = callgrind_run(name, warm + requests, log, app, path)
+    if base_files != full_files or not base_files:
+        print(f"{name}: {base_files} and {full_files} callgrind files; no count", flush=True)
+        return float("nan")
+    return (full - base) / requests
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,7 +582,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds (median taken)")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    p.add_argument("--servers", default="", help="comma-separated subset (default: all)")
+    p.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions/request under callgrind over N requests, 1 worker",
+    )
     p.add_argument("--json", type=Path, help="write raw results here")
     p.add_argument(
         "--markdown", type=Path, default=HERE / "HELLO.md", help="write the write-up here"
@@ -484,9 +599,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=Path,
         default=Path("/tmp/hello-bench.log"),
         help="servers' output and wrk text",
-    )
-    p.add_argument(
-        "--serve-bare", nargs=2, type=int, metavar=("PORT", "WORKERS"), help=argparse.SUPPRESS
     )
     return p.parse_args(argv)
 
@@ -527,12 +639,24 @@ NOTES = """How to read it:
 
 
 def write_markdown(
-    path: Path, command: str, cells: Sequence[Cell], args: argparse.Namespace
+    path: Path,
+    command: str,
+    cells: Sequence[Cell],
+    args: argparse.Namespace,
+    counts: Mapping[str, float],
 ) -> None:
-    """The table plus the command and run parameters."""
+    """The tables plus the command and run parameters."""
+    counted = (
+        f"Side by side, instructions/request from callgrind ({args.instructions} keep-alive "
+        f"requests on one connection after {CG_WARM}, 1 worker, every process of the server "
+        f"counted) and requests per server CPU-second from the wrk rounds:\n\n"
+        f"{side_by_side(cells, counts)}\n\n"
+        if counts
+        else ""
+    )
     text = (
         "# Hello world, keep-alive (benchmarks/hello.py)\n\n"
-        f"Command: `{command}`\n\n"
+        f"Command: `{command}`\n\n{counted}"
         f"Load: `{' '.join(wrk_argv(0, args.duration, 1, CONNECTIONS)).replace(':0/', ':PORT/')}` "
         f"after a {WARMUP_S:g} s warm-up; {args.rounds} rounds, server order rotated each round, "
         f"medians shown. {environment()}.\n\n"
@@ -543,21 +667,28 @@ def write_markdown(
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    if args.serve_bare:
-        serve_bare(*args.serve_bare)
-        return 0
-    servers = [s for s in args.servers.split(",") if s]
+    peers = {k: v for k, v in SERVERS.items() if k != "corral"}
+    SERVERS.clear()
+    SERVERS.update({**corral_variants(), **peers})
+    servers = [s for s in args.servers.split(",") if s] or list(SERVERS)
     unknown = [s for s in servers if s not in SERVERS]
     if unknown:
         raise SystemExit(f"unknown servers {unknown}; choose from {list(SERVERS)}")
     workers = [int(w) for w in args.workers.split(",")]
     cells = run_all(servers, workers, args.rounds, args.duration, args.log)
     print(table(cells))
+    counts: dict[str, float] = {}
+    for name in servers if args.instructions else ():
+        counts[name] = instructions_per_request(name, args.instructions, args.log)
+        print(f"callgrind: {name:17s} {counts[name]:,.0f} instructions/request", flush=True)
+    if counts:
+        print(side_by_side(cells, counts))
     command = shlex.join([Path(sys.executable).as_posix(), "benchmarks/hello.py", *argv])
     if args.markdown:
-        write_markdown(args.markdown, command, cells, args)
+        write_markdown(args.markdown, command, cells, args, counts)
     if args.json:
-        args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2))
+        raw = {"cells": [asdict(c) for c in cells], "instructions_per_request": counts}
+        args.json.write_text(json.dumps(raw, indent=2))
     return 0
 
 

@@ -29,6 +29,14 @@ Usage: python benchmarks/instructions.py [--requests 2000] [--kind wrk|browser] 
        python benchmarks/instructions.py --timed [--requests 5000] [--batch 1,16,auto]
        (needs valgrind; `python benchmarks/instructions.py --drive N KIND SLOT B [GUARD]` is the
        inner run)
+
+Whole servers, corral's or any other (``callgrind_argv``, ``callgrind_total``, ``keepalive``,
+used by benchmarks/hello.py): the server runs under ``valgrind --tool=callgrind
+--trace-children=yes`` with one counts file per process, is sent W keep-alive requests on one
+real TCP connection (run A) or W + N (run B), is stopped with TERM and waited for until every
+process has written its file; instructions per request = (sum of B's files - sum of A's) / N.
+Everything but the N requests (start-up, imports, forks, the ready probe, shutdown) is the same
+in both runs and cancels; a forked child's counts start from its parent's, which also cancels.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from corral.http.microbench import REQUEST as BROWSER_REQUEST
@@ -158,6 +167,52 @@ def count(
     match = re.search(r"Collected : (\d+)", run.stderr)
     assert match, run.stderr[-2000:]
     return int(match.group(1))
+
+
+def callgrind_argv(argv: list[str], out_dir: str) -> list[str]:
+    """``argv`` run under callgrind, every process (forked or exec'd) writing its own file."""
+    return [
+        "valgrind", "--tool=callgrind", "--trace-children=yes",
+        f"--callgrind-out-file={out_dir}/cg.%p", *argv,
+    ]  # fmt: skip
+
+
+def callgrind_total(out_dir: str) -> int:
+    """The sum of the ``summary:`` (instructions) lines of every callgrind file in ``out_dir``."""
+    total = 0
+    for path in Path(out_dir).glob("cg.*"):
+        match = re.search(rb"^summary: (\d+)", path.read_bytes(), re.M)
+        assert match, f"{path} has no summary line"
+        total += int(match.group(1))
+    return total
+
+
+def read_response(s: socket.socket) -> bytes:
+    """One response, head and body by ``Content-Length``; raises on EOF before it is whole."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"EOF after {buf!r}")
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    want = int(length.group(1)) if length else 0
+    while len(body) < want:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("EOF in the body")
+        body += chunk
+    return head
+
+
+def keepalive(port: int, n: int, request: bytes, timeout_s: float) -> None:
+    """``n`` requests one after another on one keep-alive connection, each answered 200."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
+        for _ in range(n):
+            s.sendall(request)
+            head = read_response(s)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
 
 
 def _batches(spec: str) -> list[tuple[str, int]]:
