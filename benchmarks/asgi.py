@@ -48,6 +48,7 @@ from hello import (  # benchmarks/ is not a package
     run_wrk,
     running,
     session_cpu_s,
+    session_pids,
     wrk_argv,
 )
 
@@ -156,24 +157,11 @@ def _smaps(pid: int) -> dict[str, int]:
     return out
 
 
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[-1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:
-                pids.append(int(entry))
-    return pids
-
 
 def _workers(name: str, sid: int, workers: int) -> list[int]:
     """The worker processes: corral's by title; for the others the ``workers`` largest
     processes of the session other than its leader (the master)."""
-    pids = [p for p in _session_pids(sid) if p != sid]
+    pids = [p for p in session_pids(sid) if p != sid]
     if name == "corral":
         titled = []
         for p in pids:

@@ -336,6 +336,15 @@ class Fleet:
         self.haproxy.wait_up(3)
 
 
+def start_hosts(hosts: list[Host]) -> None:
+    """Start the hosts side by side (each waits for its own ready signal)."""
+    threads = [threading.Thread(target=h.start) for h in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _need(HAPROXY)
@@ -344,11 +353,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     hosts = [Host(addr, tmp) for addr in ADDRS]
     started: list[Host | HAProxy | Nginx] = []
     try:
-        threads = [threading.Thread(target=h.start) for h in hosts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=90)
+        start_hosts(hosts)
         started += hosts
         started.append(HAProxy(tmp, hosts))
         started.append(Nginx(tmp, hosts))

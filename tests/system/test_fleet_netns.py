@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,6 +45,7 @@ from test_fleet import (
     _answers,
     _drill,
     _need,
+    start_hosts,
 )
 
 from harness import wait_for
@@ -131,11 +131,7 @@ def cut_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet,
     hosts = [Host("127.0.0.2", tmp), Host("127.0.0.3", tmp), Host(ns.inner_addr, tmp, ns.name)]
     balancers: list[HAProxy | Nginx] = []
     try:
-        threads = [threading.Thread(target=h.start) for h in hosts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=90)
+        start_hosts(hosts)
         balancers.append(HAProxy(tmp, hosts))
         balancers.append(Nginx(tmp, hosts))
         fleet = Fleet(hosts, balancers[0], balancers[1])  # type: ignore[arg-type]
